@@ -1,0 +1,31 @@
+"""The root of balance-sink's exception tree.
+
+Every error the package raises on purpose derives from :class:`BalanceSinkError`.
+Subpackages keep their own ``errors.py`` with subclasses (``worker.tdengine.errors``,
+``worker.local_kafka.errors``), as msgspec and Quix Streams do.
+"""
+
+from __future__ import annotations
+
+__all__ = ("BalanceSinkError", "ConfigError", "ConservationError", "FeeScheduleError")
+
+
+class BalanceSinkError(Exception):
+    """Base class of every error balance-sink raises on purpose."""
+
+
+class ConfigError(BalanceSinkError):
+    """A configuration file or value is invalid; the message names the field."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class FeeScheduleError(ConfigError):
+    """The fee schedule file is invalid; the message names the exact field."""
+
+
+class ConservationError(BalanceSinkError):
+    """A derived trade does not conserve an asset (a bug, never bad input)."""
