@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 import msgspec
+
+from worker.errors import ConservationError
+from worker.fees import fee_for
+from worker.messages import Trade
 
 __all__ = (
     "EVENTS_PER_TRADE",
@@ -12,6 +17,8 @@ __all__ = (
     "EVENT_TYPE_TRADE_SETTLED",
     "PLATFORM_USER_ID",
     "BalanceEvent",
+    "check_conservation",
+    "derive_events",
 )
 
 EVENTS_PER_TRADE: Final = 4
@@ -42,3 +49,65 @@ class BalanceEvent(msgspec.Struct, frozen=True, gc=False):
     fee_asset: int
     is_maker: bool
     from_user: int | None
+
+
+def derive_events(
+    trade: Trade, buyer_rate: int, seller_rate: int
+) -> tuple[BalanceEvent, BalanceEvent, BalanceEvent, BalanceEvent]:
+    """The four rows of a trade, in order k = 0..3, given each side's charged rate.
+
+    The fee is taken from what each side receives: the buyer's on ``qty`` (base), the
+    seller's on ``quote_amount`` (quote). Raises :class:`ConservationError` if an asset
+    is not conserved, which would be a bug, never bad input.
+    """
+    ts = trade.ts
+    trade_id = trade.trade_id
+    account_type = trade.account_type
+    base = trade.base_asset_id
+    quote = trade.quote_asset_id
+    qty = trade.qty
+    quote_amount = trade.price * qty // trade.qty_unit
+    buyer = trade.buyer_user_id
+    seller = trade.seller_user_id
+    buyer_is_maker = trade.taker_side == "sell"
+    seller_is_maker = not buyer_is_maker
+    buyer_fee = fee_for(qty, buyer_rate)
+    seller_fee = fee_for(quote_amount, seller_rate)
+    first = trade_id * EVENTS_PER_TRADE
+    events = (
+        BalanceEvent(
+            ts, first, EVENT_TYPE_TRADE_SETTLED, trade_id, buyer, account_type,
+            quote, quote_amount, base, qty - buyer_fee, buyer_fee, base, buyer_is_maker, None,
+        ),
+        BalanceEvent(
+            ts, first + 1, EVENT_TYPE_TRADE_SETTLED, trade_id, seller, account_type,
+            base, qty, quote, quote_amount - seller_fee, seller_fee, quote, seller_is_maker, None,
+        ),
+        BalanceEvent(
+            ts, first + 2, EVENT_TYPE_FEE_RECEIVED, trade_id, PLATFORM_USER_ID, account_type,
+            None, None, base, buyer_fee, 0, base, buyer_is_maker, buyer,
+        ),
+        BalanceEvent(
+            ts, first + 3, EVENT_TYPE_FEE_RECEIVED, trade_id, PLATFORM_USER_ID, account_type,
+            None, None, quote, seller_fee, 0, quote, seller_is_maker, seller,
+        ),
+    )  # fmt: skip
+    check_conservation(events)
+    return events
+
+
+def check_conservation(events: Sequence[BalanceEvent]) -> None:
+    """Per asset, credits equal debits, and no amount is negative."""
+    balance: dict[int, int] = {}
+    for e in events:
+        if e.credit_amt < 0 or (e.debit_amt is not None and e.debit_amt < 0):
+            raise ConservationError(f"event {e.event_id}: negative amount")
+        balance[e.credit_asset] = balance.get(e.credit_asset, 0) + e.credit_amt
+        if e.debit_asset is not None and e.debit_amt is not None:
+            balance[e.debit_asset] = balance.get(e.debit_asset, 0) - e.debit_amt
+    for asset, net in balance.items():
+        if net:
+            raise ConservationError(
+                f"trade {events[0].trade_id}: asset {asset} is not conserved "
+                f"(credits - debits = {net})"
+            )
