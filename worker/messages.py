@@ -187,8 +187,11 @@ def decode_trade(raw: bytes) -> Trade | Rejection:
             raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             return Rejection(INVALID_JSON, f"not valid UTF-8 at byte {exc.start}")
-    rejection = _range_rejection(trade)
-    return trade if rejection is None else rejection
+    if trade.base_asset_id != trade.quote_asset_id and (
+        0 < trade.price * trade.qty // trade.qty_unit <= INT63_MAX
+    ):
+        return trade
+    return _range_rejection(trade) or trade
 
 
 def _classify(raw: bytes) -> Trade | Rejection:

@@ -1,0 +1,1 @@
+"""Benchmarks: figures for closing notes, never assertions in tests."""

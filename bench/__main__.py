@@ -1,0 +1,7 @@
+"""``python -m bench``: every benchmark in turn."""
+
+import sys
+
+from bench import bench_core
+
+sys.exit(bench_core.main(sys.argv[1:]))
