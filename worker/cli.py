@@ -45,6 +45,30 @@ def _derive(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if rejected else EXIT_OK
 
 
+def _run(args: argparse.Namespace) -> int:
+    from worker.run import run_worker
+
+    return run_worker(args.config)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from worker.run import check_config
+
+    return check_config(args.config)
+
+
+def _init_db(args: argparse.Namespace) -> int:
+    from worker.run import init_db
+
+    return init_db(args.config)
+
+
+def _tdengine_double(args: argparse.Namespace) -> int:
+    from worker.tdengine_double.__main__ import main as double_main
+
+    return double_main(args.double_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -65,6 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
     derive.add_argument("--fee-schedule", required=True, metavar="FILE", help="fee schedule TOML")
     derive.add_argument("input", nargs="?", metavar="INPUT", help="JSON lines file, or '-'")
     derive.set_defaults(handler=_derive)
+
+    for name, handler, text in (
+        ("run", _run, "run the consumer-group worker until SIGTERM/SIGINT"),
+        ("check-config", _check_config, "validate a configuration file and its fee schedule"),
+        ("init-db", _init_db, "create or check the TDengine database and super table"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("--config", required=True, metavar="FILE", help="worker TOML config")
+        sub.set_defaults(handler=handler)
+
+    double = commands.add_parser(
+        "tdengine-double",
+        help="serve the in-repo TDengine REST stand-in (tests and demos; NOT TDengine)",
+        add_help=False,
+    )
+    double.add_argument("double_args", nargs=argparse.REMAINDER)
+    double.set_defaults(handler=_tdengine_double)
     return parser
 
 

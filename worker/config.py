@@ -1,0 +1,319 @@
+"""Worker configuration: one TOML file plus environment overrides, typed and frozen.
+
+Environment variables ``BALANCE_SINK_<SECTION>__<FIELD>`` override the file, e.g.
+``BALANCE_SINK_KAFKA__BOOTSTRAP_SERVERS`` or ``BALANCE_SINK_TDENGINE__PASSWORD``;
+``BALANCE_SINK_KAFKA__CLIENT__SASL_PASSWORD`` sets the librdkafka property
+``sasl.password`` (underscores become dots). Secrets may also come from files
+(``tdengine.password_file``, ``kafka.sasl_password_file``). Every problem found is
+reported, one line each, naming its field.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import msgspec
+
+from worker.errors import ConfigError
+from worker.tdengine.options import TDengineOptions
+
+__all__ = (
+    "ENV_PREFIX",
+    "BatchSettings",
+    "ConfigErrors",
+    "KafkaSettings",
+    "LogSettings",
+    "LoopOptions",
+    "MetricsSettings",
+    "Settings",
+    "WorkerSettings",
+    "load_settings",
+)
+
+ENV_PREFIX: Final = "BALANCE_SINK_"
+SQL_LIMIT_BYTES: Final = 1_048_576
+ClientValue = str | int | float | bool
+
+
+class ConfigErrors(ConfigError):
+    """Several configuration problems; ``problems`` holds one ConfigError each."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        self.problems = problems
+        BaseException.__init__(self, "\n".join(str(p) for p in problems))
+        self.field = problems[0].field
+        self.problem = problems[0].problem
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
+
+
+class KafkaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[kafka]``: the cluster, the topics, and librdkafka properties passed through."""
+
+    bootstrap_servers: str
+    group_id: str = "balance-sink"
+    topics: tuple[str, ...] = ("trades",)
+    dead_letter_topic: str = "trades.dead-letter"
+    sasl_password_file: str | None = None
+    client: dict[str, ClientValue] = msgspec.field(default_factory=dict)
+    """Any librdkafka property (security.protocol, sasl.*, ssl.*, ...)."""
+
+
+class BatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[batch]``: a flush is due at whichever limit comes first."""
+
+    max_rows: int = 20_000
+    max_bytes: int = 1_000_000
+    """Estimated SQL bytes; kept below TDengine's 1 MiB statement limit."""
+    linger_ms: int = 500
+
+
+class WorkerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[worker]``: polling, backoff while the store fails, shutdown and health."""
+
+    poll_timeout_ms: int = 100
+    retry_initial_backoff_ms: int = 500
+    retry_max_backoff_ms: int = 30_000
+    dead_letter_timeout_s: float = 30.0
+    shutdown_timeout_s: float = 25.0
+    not_ready_after_failing_s: float = 120.0
+    summary_interval_s: float = 60.0
+
+
+class MetricsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[metrics]``: the Prometheus /metrics, /healthz and /readyz endpoint."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"  # noqa: S104 - scraped from other pods
+    port: int = 9108
+
+
+class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[log]``: JSON lines by default, or a human format."""
+
+    format: Literal["json", "human"] = "json"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class LoopOptions(msgspec.Struct, frozen=True):
+    """What the consumer loop reads: ``[batch]`` and ``[worker]`` together."""
+
+    max_rows: int
+    max_bytes: int
+    linger_ms: int
+    poll_timeout_ms: int
+    retry_initial_backoff_ms: int
+    retry_max_backoff_ms: int
+    dead_letter_timeout_s: float
+    shutdown_timeout_s: float
+    not_ready_after_failing_s: float
+    summary_interval_s: float
+
+
+class Settings(msgspec.Struct, frozen=True):
+    """The whole configuration of one worker."""
+
+    fee_schedule: str
+    kafka: KafkaSettings
+    tdengine: TDengineOptions
+    batch: BatchSettings = BatchSettings()
+    worker: WorkerSettings = WorkerSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    log: LogSettings = LogSettings()
+
+    @property
+    def loop(self) -> LoopOptions:
+        return LoopOptions(
+            **msgspec.structs.asdict(self.batch), **msgspec.structs.asdict(self.worker)
+        )
+
+    def consumer_config(self) -> dict[str, ClientValue]:
+        """librdkafka consumer properties: ours, then the pass-through ``[kafka.client]``."""
+        config: dict[str, ClientValue] = {
+            "bootstrap.servers": self.kafka.bootstrap_servers,
+            "group.id": self.kafka.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "statistics.interval.ms": 5000,
+            "enable.partition.eof": False,
+        }
+        config.update(self.kafka.client)
+        # Never let pass-through properties turn on auto-commit: it would commit
+        # offsets of messages whose rows are not stored yet.
+        config["enable.auto.commit"] = False
+        return config
+
+    def secrets(self) -> list[str]:
+        """Secret values, to be masked wherever they would be logged."""
+        found = [self.tdengine.password] if self.tdengine.password else []
+        sasl = self.kafka.client.get("sasl.password")
+        if isinstance(sasl, str) and sasl:
+            found.append(sasl)
+        return found
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with secrets replaced by ``***`` (for logs)."""
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        if data["tdengine"].get("password"):
+            data["tdengine"]["password"] = "***"
+        if "sasl.password" in data["kafka"]["client"]:
+            data["kafka"]["client"]["sasl.password"] = "***"
+        return data
+
+
+_SECTIONS: Final[Mapping[str, type[msgspec.Struct]]] = {
+    "kafka": KafkaSettings,
+    "tdengine": TDengineOptions,
+    "batch": BatchSettings,
+    "worker": WorkerSettings,
+    "metrics": MetricsSettings,
+    "log": LogSettings,
+}
+
+
+def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, override and validate; raises :class:`ConfigErrors` listing every problem."""
+    environ = os.environ if environ is None else environ
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigErrors([ConfigError(str(path), f"cannot read: {exc.strerror}")]) from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigErrors([ConfigError(str(path), f"not valid TOML: {exc}")]) from exc
+    problems: list[ConfigError] = []
+    _apply_environment(raw, environ, problems)
+    _read_secret_files(raw, path.parent, problems)
+    sections: dict[str, Any] = {}
+    for name, kind in _SECTIONS.items():
+        table = raw.pop(name, {})
+        if name in ("kafka",) and not table:
+            problems.append(ConfigError(f"{name}.bootstrap_servers", "required field is missing"))
+            continue
+        if not isinstance(table, dict):
+            problems.append(ConfigError(name, "must be a table"))
+            continue
+        try:
+            sections[name] = msgspec.convert(table, kind, strict=False)
+        except msgspec.ValidationError as exc:
+            problems.append(_validation_problem(name, exc))
+        except ConfigError as exc:  # a section's own checks (e.g. TDengineOptions)
+            problems.append(exc)
+    fee_schedule = raw.pop("fee_schedule", None)
+    if not isinstance(fee_schedule, str) or not fee_schedule:
+        problems.append(ConfigError("fee_schedule", "required: path of the fee schedule TOML"))
+    else:
+        fee_path = Path(fee_schedule)
+        if not fee_path.is_absolute():
+            fee_path = path.parent / fee_path
+        fee_schedule = str(fee_path)
+    for unknown in raw:
+        problems.append(ConfigError(unknown, "unknown setting"))
+    if not problems:
+        _check_values(sections, problems)
+    if problems:
+        raise ConfigErrors(problems)
+    assert isinstance(fee_schedule, str)
+    return Settings(fee_schedule=fee_schedule, **sections)
+
+
+def _apply_environment(
+    raw: dict[str, Any], environ: Mapping[str, str], problems: list[ConfigError]
+) -> None:
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if parts == ["fee_schedule"]:
+            raw["fee_schedule"] = value
+            continue
+        if len(parts) == 3 and parts[:2] == ["kafka", "client"]:
+            raw.setdefault("kafka", {}).setdefault("client", {})[parts[2].replace("_", ".")] = value
+            continue
+        if len(parts) != 2 or parts[0] not in _SECTIONS:
+            problems.append(ConfigError(name, "unknown environment override"))
+            continue
+        section, field = parts
+        if field == "topics":
+            raw.setdefault(section, {})[field] = [t.strip() for t in value.split(",") if t.strip()]
+        else:
+            raw.setdefault(section, {})[field] = value
+
+
+def _read_secret_files(raw: dict[str, Any], base: Path, problems: list[ConfigError]) -> None:
+    for section, file_key, target in (
+        ("tdengine", "password_file", None),
+        ("kafka", "sasl_password_file", "sasl.password"),
+    ):
+        table = raw.get(section)
+        if not isinstance(table, dict) or not table.get(file_key):
+            continue
+        file_path = Path(str(table.pop(file_key)))
+        if not file_path.is_absolute():
+            file_path = base / file_path
+        try:
+            secret = file_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            problems.append(ConfigError(f"{section}.{file_key}", f"cannot read: {exc.strerror}"))
+            continue
+        if target is None:
+            table["password"] = secret
+        else:
+            table.setdefault("client", {})[target] = secret
+
+
+def _validation_problem(section: str, exc: msgspec.ValidationError) -> ConfigError:
+    text = str(exc)
+    field = section
+    if " - at `$." in text:
+        text, _, where = text.partition(" - at `$.")
+        field = f"{section}.{where.rstrip('`')}"
+    elif text.startswith("Object contains unknown field `"):
+        unknown = text.split("`")[1]
+        return ConfigError(f"{section}.{unknown}", "unknown setting")
+    elif text.startswith("Object missing required field `"):
+        missing = text.split("`")[1]
+        return ConfigError(f"{section}.{missing}", "required field is missing")
+    return ConfigError(field, text)
+
+
+def _check_values(sections: dict[str, Any], problems: list[ConfigError]) -> None:
+    batch: BatchSettings = sections.get("batch", BatchSettings())
+    worker: WorkerSettings = sections.get("worker", WorkerSettings())
+    kafka: KafkaSettings = sections["kafka"]
+    metrics: MetricsSettings = sections.get("metrics", MetricsSettings())
+    checks: list[tuple[bool, str, str]] = [
+        (batch.max_rows >= 1, "batch.max_rows", "must be at least 1"),
+        (0 < batch.max_bytes <= SQL_LIMIT_BYTES, "batch.max_bytes",
+         f"must be within 1 … {SQL_LIMIT_BYTES:,} (TDengine's SQL statement limit)"),
+        (batch.linger_ms >= 1, "batch.linger_ms", "must be at least 1"),
+        (worker.poll_timeout_ms >= 1, "worker.poll_timeout_ms", "must be at least 1"),
+        (worker.retry_initial_backoff_ms >= 1, "worker.retry_initial_backoff_ms",
+         "must be at least 1"),
+        (worker.retry_max_backoff_ms >= worker.retry_initial_backoff_ms,
+         "worker.retry_max_backoff_ms", "must not be below retry_initial_backoff_ms"),
+        (worker.shutdown_timeout_s > 0, "worker.shutdown_timeout_s", "must be positive"),
+        (worker.dead_letter_timeout_s > 0, "worker.dead_letter_timeout_s", "must be positive"),
+        (bool(kafka.bootstrap_servers.strip()), "kafka.bootstrap_servers", "must not be empty"),
+        (bool(kafka.topics) and all(kafka.topics), "kafka.topics", "at least one topic name"),
+        (bool(kafka.dead_letter_topic), "kafka.dead_letter_topic", "must not be empty"),
+        (kafka.dead_letter_topic not in kafka.topics, "kafka.dead_letter_topic",
+         "must differ from the input topics"),
+        (bool(kafka.group_id), "kafka.group_id", "must not be empty"),
+        (0 <= metrics.port <= 65535, "metrics.port", "must be within 0 … 65535"),
+    ]  # fmt: skip
+    for ok, field, problem in checks:
+        if not ok:
+            problems.append(ConfigError(field, problem))
+    if kafka.client.get("enable.auto.commit") in (True, "true", "True", 1):
+        problems.append(
+            ConfigError("kafka.client.enable.auto.commit", "must stay false: offsets are "
+                        "committed only after rows are stored")  # fmt: skip
+        )
