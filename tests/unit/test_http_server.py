@@ -19,11 +19,13 @@ class Probe:
     """A liveness or readiness callable whose answer the test sets."""
 
     def __init__(self) -> None:
-        self.answer: tuple[bool, str] = (True, "")
+        self.answer: tuple[bool, str] | Exception = (True, "")
         self.calls = 0
 
     def __call__(self) -> tuple[bool, str]:
         self.calls += 1
+        if isinstance(self.answer, Exception):
+            raise self.answer
         return self.answer
 
 
@@ -103,15 +105,13 @@ def test_probe_failing_without_a_reason_still_says_something(served: Served) -> 
 
 
 def test_a_raising_check_is_a_503_and_the_server_keeps_serving(
-    served: Served, monkeypatch: pytest.MonkeyPatch
+    served: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken() -> tuple[bool, str]:
-        raise RuntimeError("consumer closed")
-
-    monkeypatch.setattr(served.server, "liveness", broken)
+    served.live.answer = RuntimeError("consumer closed")
     status, _, body = get(served.server.port, "/healthz")
     assert status == 503
     assert body == b"liveness check raised RuntimeError: consumer closed\n"
+    assert "liveness check raised" in caplog.text and "Traceback" in caplog.text
     assert get(served.server.port, "/readyz")[0] == 200
 
 
