@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(f"bootstrap_servers={broker.bootstrap_servers}", flush=True)
         print(f"log={broker.log_path}", flush=True)
+        print(f"pid={broker.pid}", flush=True)
         while not stop_requested.wait(_WATCH_INTERVAL_S):
             if not broker.is_running:
                 print(

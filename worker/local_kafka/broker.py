@@ -294,6 +294,7 @@ class LocalKafkaBroker:
             except PortInUseError as exc:
                 if exc.port in fixed or attempt == self._port_attempts:
                     self._failed = True
+                    self._cleanup()
                     if attempt > 1:
                         raise PortInUseError(
                             exc.port,
@@ -309,6 +310,7 @@ class LocalKafkaBroker:
                 )
             except BaseException:
                 self._failed = True
+                self._cleanup()
                 raise
 
     def _prepare_work_dir(self) -> None:
@@ -536,7 +538,7 @@ class LocalKafkaBroker:
         work_dir = self._work_dir
         if work_dir is None or self._given_work_dir is not None:
             return
-        if self._failed:
+        if self._failed and self.log_path.exists():
             logger.info("kafka broker: keeping work dir for inspection dir=%s", work_dir)
             return
         shutil.rmtree(work_dir, ignore_errors=True)
