@@ -58,6 +58,14 @@ class RebalanceState:
         return f"{self.name}: owned={sorted(self.owned)} events={self.events}"
 
 
+def _subscribe(config: dict[str, object], topic: str, state: RebalanceState) -> Consumer:
+    consumer = Consumer(config)
+    consumer.subscribe(
+        [topic], on_assign=state.on_assign, on_revoke=state.on_revoke, on_lost=state.on_lost
+    )
+    return consumer
+
+
 def _poll_until(
     condition: Callable[[], bool],
     consumers: Sequence[Consumer],
@@ -138,20 +146,13 @@ def test_cooperative_sticky_group_splits_and_hands_back_partitions(
     def describe() -> str:
         return f"{first!r}; {second!r}"
 
-    def subscribe(state: RebalanceState) -> Consumer:
-        consumer = Consumer(config)
-        consumer.subscribe(
-            [topic], on_assign=state.on_assign, on_revoke=state.on_revoke, on_lost=state.on_lost
-        )
-        return consumer
-
-    c1 = subscribe(first)
+    c1 = _subscribe(config, topic, first)
     c2: Consumer | None = None
     try:
         _poll_until(lambda: first.owned == everything, [c1], describe)
         assert first.changes == [("assign", (0, 1, 2, 3))]
 
-        c2 = subscribe(second)
+        c2 = _subscribe(config, topic, second)
         _poll_until(
             lambda: len(first.owned) == 2 and len(second.owned) == 2,
             [c1, c2],
@@ -227,3 +228,31 @@ def test_offsets_for_times_finds_replay_start(
         ]
     finally:
         consumer.close()
+
+
+def test_kip848_consumer_protocol_splits_and_hands_back_partitions(
+    topic_factory: TopicFactory, consumer_config: ConsumerConfigFactory
+) -> None:
+    """The broker's group.consumer.* settings and the fixture's config for the new protocol."""
+    topic = topic_factory(4)
+    config = consumer_config(**{"group.protocol": "consumer"})
+    assert "session.timeout.ms" not in config  # librdkafka rejects it with this protocol
+    first, second = RebalanceState("first"), RebalanceState("second")
+
+    def describe() -> str:
+        return f"{first!r}; {second!r}"
+
+    c1 = _subscribe(config, topic, first)
+    c2: Consumer | None = None
+    try:
+        _poll_until(lambda: first.owned == {0, 1, 2, 3}, [c1], describe)
+        c2 = _subscribe(config, topic, second)
+        _poll_until(lambda: len(first.owned) == len(second.owned) == 2, [c1, c2], describe)
+        assert first.owned.isdisjoint(second.owned)
+        c2.close()
+        c2 = None
+        _poll_until(lambda: first.owned == {0, 1, 2, 3}, [c1], describe)
+    finally:
+        if c2 is not None:
+            c2.close()
+        c1.close()
