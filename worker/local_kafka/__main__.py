@@ -1,7 +1,8 @@
 """``python -m worker.local_kafka``: run a local Kafka broker in the foreground.
 
 Prints ``bootstrap_servers`` and the log path, then runs until Ctrl-C or SIGTERM.
-Exit status: 0 after a requested stop, 1 if the broker failed or died on its own.
+Exit status: 0 after a requested stop, 1 if the broker failed or died on its own,
+130 if interrupted during start-up.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LocalKafkaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted during start-up; the broker JVM was stopped", file=sys.stderr)
+        return 130
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         print(f"bootstrap_servers={broker.bootstrap_servers}", flush=True)
