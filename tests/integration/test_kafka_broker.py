@@ -191,7 +191,7 @@ def test_offsets_for_times_finds_replay_start(
     base = (int(time.time()) - 3600) * 1000  # an hour ago, on a whole second
     stamps = [base + 1000 * i for i in range(5)]
     placed = produce_messages(
-        topic, [f"m{i}".encode() for i in range(5)], timestamp_ms=lambda i: stamps[i]
+        topic, [f"m{i}".encode() for i in range(5)], partition=0, timestamp_ms=lambda i: stamps[i]
     )
     assert placed == [(0, i) for i in range(5)]
 
