@@ -251,8 +251,6 @@ class ConsumerLoop:
         elapsed = time.perf_counter() - started
         rows_written = result.rows_written if result is not None else 0
         metrics.flush_duration.labels("ok").observe(elapsed)
-        metrics.batch_rows.observe(batch.row_count)
-        metrics.batch_bytes.observe(batch.sql_bytes)
         metrics.events_written.inc(rows_written)
         metrics.trades_written.inc(len(batch.rows) - len(rejected) + len(batch.rejected))
         metrics.last_flush_timestamp.set(time.time())
@@ -292,7 +290,7 @@ class ConsumerLoop:
         now = self._clock()
         if self._failing_since is None:
             self._failing_since = now
-        delay = self._backoff_s * (0.5 + random.random() / 2)  # noqa: S311 - jitter
+        delay = self._backoff_s * (0.5 + random.random() / 2)
         self._retry_at = now + delay
         self._backoff_s = min(self._backoff_s * 2, self._settings.retry_max_backoff_ms / 1000)
         if not self._paused:
@@ -405,7 +403,7 @@ class ConsumerLoop:
         for close in (self._consumer.close, self._dead_letters.close, self._sink.close):
             try:
                 close()
-            except Exception as exc:  # noqa: BLE001 - already stopping on another error
+            except Exception as exc:
                 logger.debug("error while closing: %s", exc)
 
     def _summary(self) -> None:

@@ -62,7 +62,9 @@ def run_worker(path: str) -> int:
             print(f"config error: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(fmt=settings.log.format, level=settings.log.level, secrets=settings.secrets())
-    logger.info("starting balance-sink %s", __version__, extra=log_context(config=settings.redacted()))
+    logger.info(
+        "starting balance-sink %s", __version__, extra=log_context(config=settings.redacted())
+    )
     metrics = Metrics()
     deriver = Deriver(load_fee_schedule(settings.fee_schedule))
     try:

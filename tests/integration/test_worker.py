@@ -226,7 +226,8 @@ def test_tdengine_outage_pauses_resumes_and_loses_nothing(
     _, text = scrape(port)
     assert metric_value(text, "balance_sink_paused") == 0
     assert metric_value(text, "balance_sink_messages_dead_lettered_total") == 0
-    assert metric_value(text, 'balance_sink_flush_duration_seconds_count{outcome="transient_error"}') >= 1
+    failed_flushes = 'balance_sink_flush_duration_seconds_count{outcome="transient_error"}'
+    assert metric_value(text, failed_flushes) >= 1
     assert worker.terminate() == 0
     assert peak_rss_kib < 300 * 1024, f"RSS {peak_rss_kib} KiB during the outage"
     assert_exact_ledger(read_rows(tdengine_sql, scenario.database), expected)

@@ -115,7 +115,7 @@ def worker_config(
     extra: str = "",
 ) -> str:
     metrics = (
-        f"[metrics]\nenabled = true\nhost = \"127.0.0.1\"\nport = {metrics_port}\n"
+        f'[metrics]\nenabled = true\nhost = "127.0.0.1"\nport = {metrics_port}\n'
         if metrics_port
         else "[metrics]\nenabled = false\n"
     )
@@ -216,7 +216,9 @@ def read_dead_letters(consumer_conf: dict[str, object], topic: str) -> list[dict
             if msg is None or msg.error():
                 continue
             idle_since = time.monotonic()
-            headers = {k: v.decode() for k, v in (msg.headers() or [])}
+            headers = {
+                k: v.decode() if isinstance(v, bytes) else str(v) for k, v in msg.headers() or []
+            }
             records.append({"value": msg.value(), "key": msg.key(), "headers": headers,
                             "timestamp": msg.timestamp()[1]})  # fmt: skip
     finally:
