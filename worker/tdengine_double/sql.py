@@ -676,6 +676,10 @@ class Parser:
             return ShowDatabases()
         db: str | None = None
         if not self.is_word("stables", "tables"):
+            start = self.tok
+            nxt = self.tokens[self.i + 1]
+            if not (nxt.kind == "op" and nxt.text == "."):
+                raise self.error(start)
             db = self.ident()
             self.expect_op(".")
         word = self.expect("stables", "tables").text
