@@ -10,6 +10,7 @@ before one SQLite transaction writes it.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -45,7 +46,6 @@ from worker.tdengine_double.sql import (
     ShowTables,
     Statement,
     TableName,
-    Token,
     UseDatabase,
     lower_outside_quotes,
     tokenize,
@@ -65,6 +65,8 @@ MAX_KEY_BY_PRECISION: Final[dict[str, int]] = {
 """``tsMaxKeyByPrecision``: 2970-01-01 for ms/us, 2262-01-01 for ns."""
 
 SumOverflow = Literal["error", "wrap"]
+
+_INSERT_START: Final = re.compile(r"\s*insert(?![a-z0-9_])")
 
 _VARCHAR: Final = DataType("VARCHAR", "str", 0)
 _SYSTEM_DBS: Final = ("information_schema", "performance_schema")
@@ -224,11 +226,10 @@ class Engine:
         if len(sql.encode()) > MAX_SQL_BYTES:
             raise TDengineError(E.SQL_TOO_LONG, "SQL statement too long")
         lowered = lower_outside_quotes(sql)
-        tokens = tokenize(lowered)
         with self.lock:
-            first = tokens[0]
-            if first.kind == "id" and first.text == "insert":
-                return self._insert(lowered, tokens, default_db, subtable_errors or {})
+            if _INSERT_START.match(lowered):
+                return self._insert(lowered, default_db, subtable_errors or {})
+            tokens = tokenize(lowered)
             stmt = Parser(lowered, tokens, pk_keyword=self.pk_keyword).statement()
             return self._dispatch(stmt, default_db)
 
@@ -610,14 +611,12 @@ class Engine:
     def _insert(
         self,
         lowered: str,
-        tokens: list[Token],
         default_db: str | None,
         subtable_errors: Mapping[str, tuple[int, str]],
     ) -> ExecResult:
         default = default_db if default_db in self.databases else None
         parser = InsertParser(
             lowered,
-            tokens,
             default_db=default,
             lookup_db=self.lookup_db,
             now_ticks=self.now_ticks,

@@ -8,6 +8,7 @@ rows to write; it never writes anything itself, so a failing statement stores no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -22,7 +23,7 @@ from worker.tdengine_double.catalog import (
     SubTable,
 )
 from worker.tdengine_double.errors import TDengineError, invalid_operation, sql_syntax_error
-from worker.tdengine_double.sql import RESERVED, Token, unquote_string
+from worker.tdengine_double.sql import RESERVED, TOKEN_RE, Token, unquote_string
 from worker.tdengine_double.timefmt import parse_datetime, today_ticks
 
 __all__ = ("InsertParser", "TableRows")
@@ -67,34 +68,69 @@ class InsertParser:
     def __init__(
         self,
         lowered: str,
-        tokens: list[Token],
         *,
         default_db: str | None,
         lookup_db: Callable[[str], Database | None],
         now_ticks: Callable[[str], int],
     ) -> None:
         self.sql = lowered
-        self.tokens = tokens
-        self.i = 0
+        self._scan_pos = 0
+        self._ahead: list[Token] = []
+        self.prev_end = 0
         self.default_db = default_db
         self.lookup_db = lookup_db
         self.now_ticks = now_ticks
         self.out: list[TableRows] = []
         self.using_seen: dict[tuple[str, str], TableRows] = {}
         self.total_rows = 0
+        self._converters: dict[tuple[str, tuple[int, ...]], list[_FastConvert]] = {}
         self.primary_ts: ColumnDef | None = None
         """The timestamp column of the table being read (its value can't be NULL)."""
 
     # ------------------------------------------------------------ tokens
+    def peek(self, k: int = 0) -> Token:
+        """The ``k``-th unconsumed token (scanned lazily: VALUES rows are rarely tokenized)."""
+        ahead = self._ahead
+        if len(ahead) > k:
+            return ahead[k]
+        sql = self.sql
+        while len(ahead) <= k:
+            pos = self._scan_pos
+            while True:
+                m = TOKEN_RE.match(sql, pos)
+                if m is None:
+                    ahead.append(Token("eof", "", len(sql), len(sql)))
+                    break
+                pos = m.end()
+                kind = m.lastgroup
+                if kind != "ws" and kind is not None:
+                    ahead.append(Token(kind, m.group(), m.start(), pos))
+                    break
+            self._scan_pos = pos
+            if ahead[-1].kind == "eof":
+                while len(ahead) <= k:
+                    ahead.append(ahead[-1])
+        return ahead[k]
+
     @property
     def tok(self) -> Token:
-        return self.tokens[self.i]
+        return self.peek(0)
 
     def next(self) -> Token:
-        t = self.tokens[self.i]
+        t = self.peek(0)
         if t.kind != "eof":
-            self.i += 1
+            del self._ahead[0]
+            self.prev_end = t.end
         return t
+
+    def mark(self) -> int:
+        """Where the next unconsumed token starts (for :meth:`seek`)."""
+        return self.peek(0).pos
+
+    def seek(self, pos: int) -> None:
+        """Continue reading at ``pos``."""
+        self._ahead.clear()
+        self._scan_pos = pos
 
     def rest(self, t: Token) -> str:
         return self.sql[t.pos :]
@@ -116,7 +152,7 @@ class InsertParser:
             raise sql_syntax_error(self.rest(t), "keyword INTO is expected")
         while True:
             t = self.tok
-            if self.is_op(t, ";") and self.tokens[self.i + 1].kind == "eof":
+            if self.is_op(t, ";") and self.peek(1).kind == "eof":
                 self.next()
                 t = self.tok
             if t.kind == "eof":
@@ -125,18 +161,19 @@ class InsertParser:
                 return self.out
             if t.kind not in ("id", "qid", "str"):
                 raise sql_syntax_error(self.rest(t), "table_name is expected")
-            self.table_clause()
+            if not self.fast_using_clause():
+                self.table_clause()
 
     def table_name(self) -> tuple[str | None, str, int]:
         """``[db.]name`` as (db, name, end offset); backquotes keep case."""
         first = self.next()
         db: str | None = None
         name = self.name_of(first)
-        if self.is_op(self.tok, ".") and self.tokens[self.i + 1].kind in ("id", "qid"):
+        if self.is_op(self.tok, ".") and self.peek(1).kind in ("id", "qid"):
             self.next()
             db = name
             name = self.name_of(self.next())
-        return db, name, self.tokens[self.i - 1].end
+        return db, name, self.prev_end
 
     def name_of(self, t: Token) -> str:
         if t.kind == "qid":
@@ -158,7 +195,7 @@ class InsertParser:
 
     def skip_parentheses(self) -> int:
         """Skip a balanced ``( ... )`` whose ``(`` was just consumed; returns its start."""
-        start = self.i
+        start = self.mark()
         depth = 1
         while True:
             t = self.next()
@@ -225,6 +262,50 @@ class InsertParser:
             target = TableRows(db, stable, name, tag_values, True, ())
         self.using_seen[key] = target
         self.columns_and_values(target, pre_bound)
+
+    def fast_using_clause(self) -> bool:
+        """``db.t USING db.st TAGS (literals)`` read in one regex step, if it is that plain.
+
+        Returns False (having consumed nothing) whenever anything is unusual; the
+        token-by-token path then handles the clause and its errors.
+        """
+        start = self.mark()
+        m = _FAST_HEADER.match(self.sql, start)
+        if m is None:
+            return False
+        names = [_fast_name(m.group(i)) for i in range(1, 5)]
+        if None in names:
+            return False
+        db_name, name, st_db_name, st_name = (str(n) for n in names)
+        db = self.lookup_db(db_name)
+        st_db = self.lookup_db(st_db_name)
+        if db is None or st_db is None or (db.name, name) in self.using_seen:
+            return False
+        stable = st_db.stables.get(st_name)
+        if stable is None or name in db.stables:
+            return False
+        raw = _FAST_VALUE.findall(m.group(5))
+        if len(raw) != len(stable.tags):
+            return False
+        try:
+            tags = tuple(
+                _FAST_CONVERTERS[t.type.kind](t.type)(text)
+                for t, text in zip(stable.tags, raw, strict=True)
+            )
+        except _FastMiss:
+            return False
+        existing = db.subtables.get(name)
+        if existing is not None:
+            if existing.stable != stable.name or st_db is not db:
+                return False
+            target = TableRows(db, stable, name, existing.tags, False, ())
+        else:
+            target = TableRows(db, stable, name, tags, True, ())
+        self.seek(m.end())
+        self.prev_end = m.end()
+        self.using_seen[(db.name, name)] = target
+        self.columns_and_values(target, None)
+        return True
 
     def ignore_using(self) -> None:
         self.table_name()
@@ -317,10 +398,10 @@ class InsertParser:
                 raise sql_syntax_error(self.rest(t), "keyword VALUES or FILE is expected")
             target.columns = self.bound_columns(stable.columns, is_tags=False)
         elif pre_bound is not None:
-            resume = self.i
-            self.i = pre_bound
+            resume = self.mark()
+            self.seek(pre_bound)
             target.columns = self.bound_columns(stable.columns, is_tags=False)
-            self.i = resume
+            self.seek(resume)
         else:
             target.columns = all_columns
         self.data_clause(target)
@@ -336,7 +417,15 @@ class InsertParser:
         precision = target.db.precision
         key_pos = target.columns.index(1) if target.stable.key_column is not None else -1
         rows = target.rows
-        while self.is_op(self.tok, "("):
+        key = (target.stable.storage, target.columns)
+        fast = self._converters.get(key)
+        if fast is None:
+            fast = [_FAST_CONVERTERS[c.type.kind](c.type) for c in schema]
+            self._converters[key] = fast
+        while True:
+            self.fast_rows(rows, fast, key_pos)
+            if not self.is_op(self.tok, "("):
+                break
             self.next()
             rows.append(self.row(schema, precision, key_pos))
             t = self.next()
@@ -349,14 +438,46 @@ class InsertParser:
         self.total_rows += len(rows)
         self.out.append(target)
 
+    def fast_rows(
+        self, rows: list[list[object]], converters: list[_FastConvert], key_pos: int
+    ) -> None:
+        """Read rows of plain literals with one regex step each, as far as they go.
+
+        Stops at the first row it does not fully accept; the slow path (:meth:`row`)
+        then re-reads that row token by token and raises TDengine's exact error.
+        """
+        sql = self.sql
+        pos = self.prev_end
+        start = pos
+        match = _FAST_ROW.match
+        findall = _FAST_VALUE.findall
+        width = len(converters)
+        while True:
+            m = match(sql, pos)
+            if m is None:
+                break
+            raw = findall(m.group(1))
+            if len(raw) != width:
+                break
+            try:
+                values = [conv(text) for conv, text in zip(converters, raw, strict=True)]
+            except _FastMiss:
+                break
+            if key_pos >= 0 and values[key_pos] is None:
+                break
+            rows.append(values)
+            pos = m.end()
+        if pos != start:
+            self.seek(pos)
+            self.prev_end = pos
+
     def row(self, schema: list[ColumnDef], precision: str, key_pos: int) -> list[object]:
         values: list[object] = []
         last = len(schema) - 1
         for n, col in enumerate(schema):
             t = self.tok
             if self.is_op(t, ","):
-                prev_end = self.tokens[self.i - 1].end
-                raise sql_syntax_error(self.sql[prev_end:], "invalid data or symbol")
+                raise sql_syntax_error(self.sql[self.prev_end :], "invalid data or symbol")
             if self.is_op(t, ")"):
                 raise TDengineError(E.INVALID_COLUMNS_NUM, "Illegal number of columns")
             v = self.value_token(for_tag=False)
@@ -379,11 +500,11 @@ class InsertParser:
                 self.sql[name_end:],
                 "(...tbname, ts...) bounded cols is expected for supertable insertion",
             )
-        resume = self.i
-        self.i = pre_bound
+        resume = self.mark()
+        self.seek(pre_bound)
         extra = ("tbname", *(t.name for t in stable.tags))
         bound = self.bound_columns(stable.columns, is_tags=False, extra=extra)
-        self.i = resume
+        self.seek(resume)
         if -1 not in bound:
             raise sql_syntax_error(
                 self.sql[name_end:],
@@ -475,9 +596,10 @@ class InsertParser:
                 t.kind == "id"
                 and t.text in ("now", "today")
                 and self.is_op(self.tok, "(")
-                and self.is_op(self.tokens[self.i + 1], ")")
+                and self.is_op(self.peek(1), ")")
             ):
-                self.i += 2
+                self.next()
+                self.next()
             return _Value(t.kind if t.kind != "id" else t.text, t.text, t.pos)
         raise sql_syntax_error(self.rest(t), "invalid data or symbol")
 
@@ -584,6 +706,112 @@ class InsertParser:
         if value is None or not -(2**63) <= value < 2**63:
             raise sql_syntax_error(self.near(v), "invalid timestamp")
         return value
+
+
+_FAST_LITERAL: Final = r"(?:[-+]?\d+|'[^'\\\n]*'|true|false|null)"
+_FAST_ROW: Final = re.compile(rf"\s*\(\s*({_FAST_LITERAL}(?:\s*,\s*{_FAST_LITERAL})*)\s*\)")
+_FAST_VALUE: Final = re.compile(_FAST_LITERAL)
+_FAST_NAME: Final = r"(`[^`.]+`|[a-z_][a-z0-9_]*)"
+_FAST_HEADER: Final = re.compile(
+    rf"{_FAST_NAME}\.{_FAST_NAME}\s+using\s+{_FAST_NAME}\.{_FAST_NAME}\s+tags\s*"
+    rf"\(\s*({_FAST_LITERAL}(?:\s*,\s*{_FAST_LITERAL})*)\s*\)\s*(?=values[\s(])"
+)
+
+
+def _fast_name(text: str) -> str | None:
+    if text[0] == "`":
+        return text[1:-1]
+    return None if text in RESERVED else text
+
+
+class _FastMiss(Exception):
+    """The fast path declines a value; the slow path will judge it."""
+
+
+_FastConvert = Callable[[str], object]
+
+
+def _fast_int(dtype: DataType) -> _FastConvert:
+    lo, hi = dtype.min_value, dtype.max_value
+
+    def conv(text: str) -> object:
+        if text == "null":
+            return None
+        if text[0] == "'" or text in ("true", "false"):
+            raise _FastMiss
+        value = int(text)
+        if not lo <= value <= hi:
+            raise _FastMiss
+        return value
+
+    return conv
+
+
+def _fast_ts(dtype: DataType) -> _FastConvert:
+    def conv(text: str) -> object:
+        if text[0] == "'" or text in ("true", "false", "null"):
+            raise _FastMiss
+        value = int(text)
+        if not -(2**63) <= value < 2**63:
+            raise _FastMiss
+        return value
+
+    return conv
+
+
+def _fast_bool(dtype: DataType) -> _FastConvert:
+    def conv(text: str) -> object:
+        if text == "true":
+            return 1
+        if text == "false":
+            return 0
+        if text == "null":
+            return None
+        if text[0] == "'":
+            raise _FastMiss
+        return 0 if int(text) == 0 else 1
+
+    return conv
+
+
+def _fast_float(dtype: DataType) -> _FastConvert:
+    def conv(text: str) -> object:
+        if text == "null":
+            return None
+        if text[0] == "'" or text in ("true", "false"):
+            raise _FastMiss
+        value = float(text)
+        if dtype.length == 4 and abs(value) > 3.4028234663852886e38:
+            raise _FastMiss
+        return value
+
+    return conv
+
+
+def _fast_str(dtype: DataType) -> _FastConvert:
+    limit = dtype.length
+    count_bytes = dtype.kind == "str"
+
+    def conv(text: str) -> object:
+        if text == "null":
+            return None
+        value = text[1:-1] if text[0] == "'" else text
+        size = len(value.encode()) if count_bytes else len(value)
+        if size > limit:
+            raise _FastMiss
+        return value
+
+    return conv
+
+
+_FAST_CONVERTERS: Final[dict[str, Callable[[DataType], _FastConvert]]] = {
+    "int": _fast_int,
+    "ts": _fast_ts,
+    "bool": _fast_bool,
+    "float": _fast_float,
+    "str": _fast_str,
+    "nchar": _fast_str,
+}
 
 
 def ticks_per_second(precision: str) -> int:

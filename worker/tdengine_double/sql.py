@@ -16,6 +16,7 @@ from worker.tdengine_double.catalog import DataType, make_type
 from worker.tdengine_double.errors import TDengineError, par_syntax_error
 
 __all__ = (
+    "TOKEN_RE",
     "Between",
     "BinaryOp",
     "Cast",
@@ -68,7 +69,7 @@ class Token(NamedTuple):
     end: int
 
 
-_TOKEN_RE: Final = re.compile(
+TOKEN_RE: Final = re.compile(
     r"""(?P<ws>\s+)
     |(?P<str>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")
     |(?P<qid>`[^`]*`)
@@ -88,7 +89,7 @@ def tokenize(lowered: str) -> list[Token]:
     """Split a lower-cased statement into tokens, ending with an ``eof`` token."""
     out: list[Token] = []
     append = out.append
-    for m in _TOKEN_RE.finditer(lowered):
+    for m in TOKEN_RE.finditer(lowered):
         kind = m.lastgroup
         if kind == "ws" or kind is None:
             continue
