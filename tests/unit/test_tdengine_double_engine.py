@@ -395,3 +395,19 @@ def test_file_storage_survives_a_restart(tmp_path: Path) -> None:
     put(second, "t2", "5, 5")
     assert rows(second, "SELECT COUNT(*) FROM d.st") == [(2,)]
     second.close()
+
+
+def test_url_database_that_does_not_exist_is_ignored_like_a_failed_use(engine: Engine) -> None:
+    err = fails_with_default(engine, "SELECT * FROM st", "nope")
+    assert (err.code, err.desc) == (0x2616, "Database not specified")
+    err = fails_with_default(engine, f"INSERT INTO t1 VALUES ({TS}, 1, 1, true, 'a')", "nope")
+    assert (err.code, err.desc) == (0x0200, "db is not specified")
+    put(engine)
+    result = engine.execute("SELECT COUNT(*) FROM st", default_db="d")
+    assert isinstance(result, QueryResult) and result.rows == [(1,)]
+
+
+def fails_with_default(engine: Engine, sql: str, db: str) -> TDengineError:
+    with pytest.raises(TDengineError) as info:
+        engine.execute(sql, default_db=db)
+    return info.value

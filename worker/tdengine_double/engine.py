@@ -227,6 +227,8 @@ class Engine:
             raise TDengineError(E.SQL_TOO_LONG, "SQL statement too long")
         lowered = lower_outside_quotes(sql)
         with self.lock:
+            if default_db not in self.databases:
+                default_db = None  # taosAdapter ignores a failing `use <db>`
             if _INSERT_START.match(lowered):
                 return self._insert(lowered, default_db, subtable_errors or {})
             tokens = tokenize(lowered)
@@ -614,10 +616,9 @@ class Engine:
         default_db: str | None,
         subtable_errors: Mapping[str, tuple[int, str]],
     ) -> ExecResult:
-        default = default_db if default_db in self.databases else None
         parser = InsertParser(
             lowered,
-            default_db=default,
+            default_db=default_db,
             lookup_db=self.lookup_db,
             now_ticks=self.now_ticks,
         )
