@@ -55,9 +55,11 @@ class TDengineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     retry_max_attempts, retry_initial_backoff_s, retry_max_backoff_s, retry_max_elapsed_s:
         Retries of a statement after transient errors: exponential backoff with jitter
         from ``retry_initial_backoff_s`` up to ``retry_max_backoff_s``; gives up after
-        ``retry_max_attempts`` attempts or when the next attempt would start later than
-        ``retry_max_elapsed_s`` after the first, and raises ``TransientStoreError`` so
-        the Kafka consumer keeps polling while the worker retries the flush later.
+        ``retry_max_attempts`` attempts, or when the next attempt could start later than
+        ``retry_max_elapsed_s`` after the first, and raises ``TransientStoreError``. A
+        statement's retries so end within ``retry_max_elapsed_s`` plus one request
+        (``request_timeout_s``), and the Kafka consumer keeps polling while the worker
+        pauses its partitions and retries the flush later.
     """
 
     url: str = "http://localhost:6041"

@@ -19,7 +19,6 @@ ints, ``true``/``false`` and ``null`` is SQL once brackets become parentheses.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
 from typing import Annotated, Final
@@ -169,7 +168,7 @@ _BY_SUBTABLE = attrgetter("user_id", "account_type")
 _ROW_KEY = attrgetter("user_id", "account_type", "ts", "event_id")
 _INSERT = b"INSERT INTO"
 _ROW_GAP = b") ("
-_CLOSE_ROWS = bytes.maketrans(b"]", b")")
+_CLOSE = b")"
 
 
 class InsertStatement:
@@ -314,14 +313,14 @@ class InsertBuilder:
         return self._limit
 
     def _render(self, key: tuple[int, int]) -> tuple[bytes, bytes]:
-        """Return (row separator b'),[u,a,', header) for subtable ``key``."""
+        """Return (row separator b'],[u,a,', header) for subtable ``key``."""
         headers = self._headers
         if len(headers) >= self._max_cached:
             headers.clear()
         user_id, account_type = key
         tags = b"%d,%d" % key
         entry = (
-            b"),[" + tags + b",",
+            b"],[" + tags + b",",
             b"%s%d_a%d%s%s) VALUES ("
             % (self._table_prefix, user_id, account_type, self._using, tags),
         )
@@ -354,88 +353,75 @@ class InsertBuilder:
         rows.sort(key=_BY_ACCOUNT)
         rows.sort(key=_BY_USER)
 
-        # One C pass renders every row: b'[[u,a,c1,...),[u,a,c1,...),...)' once ']' is ')'.
-        # Rows are sorted, so a subtable is one contiguous run, ending where the next
-        # subtable's first row b'),[u,a,' starts. A comma ends every token, so that
-        # search cannot match a row of another subtable, and ')' only ever closes a row.
-        encoded = _ENCODE(rows).replace(b"null", b"NULL").translate(_CLOSE_ROWS)
-        subtables = list(Counter(map(_BY_SUBTABLE, rows)).items())
+        # One C pass renders every row: b'[[u,a,c1,...],[u,a,c1,...],...]'. Rows are
+        # sorted, so a subtable is one contiguous run, ending where the next subtable's
+        # first row b'],[u,a,' starts. A comma ends every token, so that search cannot
+        # match a row of another subtable, and ']' only ever closes a row.
+        encoded = _ENCODE(rows).replace(b"null", b"NULL")
         headers = self._headers
-        rendered = [headers.get(key) or self._render(key) for key, _ in subtables]
+        render = self._render
+        rendered = [
+            headers.get(key) or render(key) for key in dict.fromkeys(map(_BY_SUBTABLE, rows))
+        ]
 
         limit = self._limit
         statements: list[InsertStatement] = []
         parts: list[bytes] = [_INSERT]
-        segments: list[tuple[Sequence[_Row], int, int]] = []
         size = len(_INSERT)
-        count = 0
-        last = len(subtables) - 1
-        begin = 0  # index of the first value of the current subtable's first row
-        first_row = 0
-        for index, (_, table_count) in enumerate(subtables):
-            separator, header = rendered[index]
-            if index == 0:
-                begin = len(separator) - 1  # skip b'[[u,a,'
+        first_row = 0  # the current statement's first row, in sorted order
+
+        def flush() -> None:
+            # parts = [INSERT INTO, (header, values, ')') per subtable]. Every header
+            # holds two '(' (TAGS, and VALUES opening the first row) and every further
+            # row one, so rows = '(' count - headers.
+            nonlocal parts, size, first_row
+            sql = b"".join(parts)
+            count = sql.count(b"(") - (len(parts) - 1) // 3
+            segment = ((rows, first_row, first_row + count),)
+            statements.append(InsertStatement(sql.decode("ascii"), count, segment))
+            first_row += count
+            parts = [_INSERT]
+            size = len(_INSERT)
+
+        find = encoded.find
+        last = len(rendered) - 1
+        begin = len(rendered[0][0]) - 1  # the first value of the first row, after b'[[u,a,'
+        for index, (separator, header) in enumerate(rendered):
             if index < last:
                 next_separator = rendered[index + 1][0]
-                end = encoded.find(next_separator, begin) + 1
-                next_begin = end + len(next_separator) - 1
+                end = find(next_separator, begin)
+                next_begin = end + len(next_separator)
             else:
-                end = len(encoded) - 1
+                end = len(encoded) - 2  # before b']]'
                 next_begin = 0
-            # b'c1,...) (c1,...)': the header's '(' opens the first row.
-            values = encoded[begin:end]
-            if table_count > 1:
-                values = values.replace(separator, _ROW_GAP)
+            # b'c1,...) (c1,...': the header's '(' opens the first row, _CLOSE ends the last.
+            values = encoded[begin:end].replace(separator, _ROW_GAP)
             begin = next_begin
-            needed = len(header) + len(values)
+            needed = len(header) + len(values) + 1
             if size + needed <= limit:
-                parts.append(header)
-                parts.append(values)
-                segments.append((rows, first_row, first_row + table_count))
+                parts += (header, values, _CLOSE)
                 size += needed
-                count += table_count
-                first_row += table_count
                 continue
             # Slow path: the subtable's rows continue in the next statement(s).
             while True:
-                room = limit - size - len(header)
+                room = limit - size - len(header) - 1
                 if len(values) <= room:
-                    taken = values.count(b"(") + 1
-                    parts.append(header)
-                    parts.append(values)
-                    segments.append((rows, first_row, first_row + taken))
-                    size += len(header) + len(values)
-                    count += taken
-                    first_row += taken
+                    parts += (header, values, _CLOSE)
+                    size += len(header) + len(values) + 1
                     break
-                # Last row boundary b') (' that keeps the piece values[:cut + 1] in room.
-                cut = values.rfind(_ROW_GAP, 0, room + 2) if room > 0 else -1
+                # Last row boundary b') (' that keeps the piece values[:cut] in room.
+                cut = values.rfind(_ROW_GAP, 0, room + 3) if room > 0 else -1
                 if cut < 0:
-                    if count == 0:
+                    if len(parts) == 1:
                         raise StatementSizeError(
                             f"one row of a subtable does not fit in max_statement_bytes={limit}"
                         )
                 else:
-                    piece = values[: cut + 1]
-                    taken = piece.count(b"(") + 1
-                    parts.append(header)
-                    parts.append(piece)
-                    segments.append((rows, first_row, first_row + taken))
-                    count += taken
-                    first_row += taken
+                    parts += (header, values[:cut], _CLOSE)
                     values = values[cut + 3 :]
-                statements.append(
-                    InsertStatement(b"".join(parts).decode("ascii"), count, tuple(segments))
-                )
-                parts = [_INSERT]
-                segments = []
-                size = len(_INSERT)
-                count = 0
-        if count:
-            statements.append(
-                InsertStatement(b"".join(parts).decode("ascii"), count, tuple(segments))
-            )
+                flush()
+        if len(parts) > 1:
+            flush()
         return statements
 
 

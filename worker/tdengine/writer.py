@@ -30,8 +30,6 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception,
-    stop_after_attempt,
-    stop_before_delay,
     wait_random_exponential,
 )
 
@@ -230,9 +228,9 @@ class TDengineWriter:
         keyword = composite_key_keyword(parse_server_version(version_text))
         database_statement: str | None = None
         if options.create_database:
-            database_statement = create_database_sql(options)
-            self._retrying(lambda: self._transport.execute(database_statement or ""))
-        self._check_database(database_statement is not None)
+            create_database = database_statement = create_database_sql(options)
+            self._retrying(lambda: self._transport.execute(create_database))
+        self._check_database(created=database_statement is not None)
         describe = describe_sql(options.database)
         stable_created = False
         try:
@@ -272,7 +270,7 @@ class TDengineWriter:
         )
         return report
 
-    def _check_database(self, created: bool) -> None:
+    def _check_database(self, *, created: bool) -> None:
         """The database must exist and count time in microseconds (BalanceEvent.ts)."""
         database = self._options.database
         listing = self._retrying(lambda: self._transport.query(show_databases_sql()))
@@ -458,9 +456,21 @@ class TDengineWriter:
                 )
                 observer.on_retry(error)
 
+        def out_of_budget(state: RetryCallState) -> bool:
+            # Give up when the attempts are used, or when the longest next wait would
+            # start the next attempt after retry_max_elapsed_s: the call then ends within
+            # retry_max_elapsed_s plus the last attempt (at most request_timeout_s).
+            if state.attempt_number >= options.retry_max_attempts:
+                return True
+            longest_wait = min(
+                options.retry_max_backoff_s,
+                options.retry_initial_backoff_s * 2.0 ** min(state.attempt_number - 1, 60),
+            )
+            elapsed = float(state.seconds_since_start or 0.0)
+            return elapsed + longest_wait > options.retry_max_elapsed_s
+
         retrying = Retrying(
-            stop=stop_after_attempt(options.retry_max_attempts)
-            | stop_before_delay(options.retry_max_elapsed_s),
+            stop=out_of_budget,
             wait=wait_random_exponential(
                 multiplier=options.retry_initial_backoff_s, max=options.retry_max_backoff_s
             ),
