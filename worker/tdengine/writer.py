@@ -184,8 +184,8 @@ class TDengineWriter:
         Database name, statement size and retry budget.
     observer:
         Metrics hooks; :class:`NullObserver` by default.
-    sleep:
-        Backoff sleep (tests pass a fake).
+    sleep, clock:
+        Backoff sleep and monotonic clock of the retry budget (tests pass fakes).
     """
 
     def __init__(
@@ -195,11 +195,13 @@ class TDengineWriter:
         observer: WriterObserver | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._transport = transport
         self._options = options
         self._observer: WriterObserver = observer if observer is not None else NullObserver()
         self._sleep = sleep
+        self._clock = clock
         self._builder = InsertBuilder(
             options.database, max_statement_bytes=options.max_statement_bytes
         )
@@ -438,6 +440,8 @@ class TDengineWriter:
         """Run ``call``, retrying transient errors within the options' budget."""
         options = self._options
         observer = self._observer
+        clock = self._clock
+        started = clock()
 
         def is_transient(exc: BaseException) -> bool:
             return isinstance(exc, TransientStoreError) and exc.code not in no_retry
@@ -466,8 +470,7 @@ class TDengineWriter:
                 options.retry_max_backoff_s,
                 options.retry_initial_backoff_s * 2.0 ** min(state.attempt_number - 1, 60),
             )
-            elapsed = float(state.seconds_since_start or 0.0)
-            return elapsed + longest_wait > options.retry_max_elapsed_s
+            return clock() - started + longest_wait > options.retry_max_elapsed_s
 
         retrying = Retrying(
             stop=out_of_budget,
