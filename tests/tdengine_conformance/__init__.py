@@ -1,0 +1,1 @@
+"""Conformance of the TDengine REST double against facts confirmed on real servers."""

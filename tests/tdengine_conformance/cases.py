@@ -1,0 +1,321 @@
+"""Request → expected response cases, from the fact sheet's confirmed table and checklist.
+
+Placeholders in SQL and expectations: ``{db}`` (a fresh database per case), ``{key}``
+(``COMPOSITE KEY`` from 3.3.6.3, ``PRIMARY KEY`` before), ``{ts}`` (an integer
+timestamp in microseconds inside the default KEEP window), ``{ts_text}`` (how the REST
+API renders ``{ts}``). ``desc`` may be a callable of (version, rendered SQL) for the
+messages that quote the statement. Cases whose expectation depends on a choice of the
+double (an UNCONFIRMED point) carry ``double_only`` with the reason; they are skipped
+against a real server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+__all__ = (
+    "CASES",
+    "SCHEMA",
+    "TS",
+    "TS_TEXT",
+    "WITH_ROW",
+    "Case",
+    "near",
+)
+
+TS = (int(time.time()) // 86_400 - 1) * 86_400 * 1_000_000
+"""Yesterday 00:00 UTC in microseconds (inside the default 3650-day KEEP)."""
+TS_TEXT = datetime.fromtimestamp(TS // 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+
+SCHEMA = (
+    "CREATE DATABASE {db} PRECISION 'us'",
+    "CREATE STABLE {db}.st (ts TIMESTAMP, event_id BIGINT {key}, amt BIGINT, flag BOOL, "
+    "s VARCHAR(4), tiny TINYINT) TAGS (user_id BIGINT, account_type TINYINT)",
+)
+WITH_ROW = (
+    *SCHEMA,
+    "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) VALUES ({ts}, 1, 10, true, 'a', 1)",
+)
+
+Version = tuple[int, ...]
+DescSpec = str | Callable[[Version, str], str] | None
+
+
+def near(sql: str, fragment: str) -> str:
+    """What ``buildSyntaxErrMsg`` quotes: the lower-cased statement from ``fragment``, 63 bytes."""
+    lowered = sql.lower()
+    start = lowered.index(fragment.lower())
+    return lowered[start:].encode()[:63].decode(errors="replace")
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One request and what TDengine answers."""
+
+    id: str
+    sql: str
+    code: int | Callable[[Version], int]
+    desc: DescSpec = None
+    setup: tuple[str, ...] = SCHEMA
+    url_db: bool = False
+    """Post to ``/rest/sql/{db}`` instead of ``/rest/sql``."""
+    body: str | None = None
+    """Exact success body (after placeholders)."""
+    checks: tuple[tuple[str, list[list[object]]], ...] = ()
+    """Follow-up SELECTs and the ``data`` they must return."""
+    double_only: str | None = None
+    source: str = "confirmed"
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def _pk_second(version: Version, sql: str) -> str:
+    prefix = "composite " if version >= (3, 3, 6) else ""
+    return f"{prefix}primary key column must be second column"
+
+
+def _missing_table_code(version: Version) -> int:
+    return 0x2603 if version >= (3, 3, 6) else 0x2662
+
+
+EXEC_0 = '{"code":0,"column_meta":[["affected_rows","INT",4]],"data":[[0]],"rows":1}'
+EXEC_1 = '{"code":0,"column_meta":[["affected_rows","INT",4]],"data":[[1]],"rows":1}'
+EXEC_2 = '{"code":0,"column_meta":[["affected_rows","INT",4]],"data":[[2]],"rows":1}'
+
+_TINY_SQL = (
+    "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) (ts, event_id, tiny) VALUES ({ts}, 1, %s)"
+)
+
+CASES: tuple[Case, ...] = (
+    # ------------------------------------------------ confirmed error table
+    Case(
+        "insert-missing-table",
+        "INSERT INTO {db}.nope VALUES ({ts}, 1, 1, true, 'a', 1)",
+        0x2603,
+        "Table does not exist",
+    ),
+    Case(
+        "using-missing-stable",
+        "INSERT INTO {db}.t1 USING {db}.nost TAGS (1, 1) VALUES ({ts}, 1, 1, true, 'a', 1)",
+        0x2603,
+        "Table does not exist",
+    ),
+    Case(
+        "select-missing-table",
+        "SELECT * FROM {db}.nope",
+        _missing_table_code,
+        "Fail to get table info, error: Table does not exist",
+    ),
+    *(
+        Case(
+            f"tinyint-overflow-{v}",
+            _TINY_SQL % v,
+            0x0216,
+            f"syntax error near '{v})' (tinyint data overflow)",
+        )
+        for v in ("200", "-200", "-129")
+    ),
+    *(
+        Case(
+            f"tinyint-edge-{v}",
+            _TINY_SQL % v,
+            0,
+            body=EXEC_1,
+            checks=(("SELECT tiny FROM {db}.t1", [[int(v)]]),),
+        )
+        for v in ("127", "-128")
+    ),
+    Case("misspelt-keyword", "SELEC * FROM st", 0x2600, 'syntax error near "selec * from st"'),
+    Case(
+        "truncated-values",
+        "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) (ts, event_id, amt) VALUES ({ts}, 1",
+        0x0216,
+        "syntax error near '' (, expected)",
+    ),
+    Case(
+        "too-few-values",
+        "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) (ts, event_id, amt) VALUES ({ts}, 1)",
+        0x0216,
+        "syntax error near ')' (, expected)",
+    ),
+    Case(
+        "wrong-number-of-tags",
+        "INSERT INTO {db}.t1 USING {db}.st TAGS (1) VALUES ({ts}, 1, 1, true, 'a', 1)",
+        0x0216,
+        lambda v, sql: f"syntax error near '{near(sql, ') values')}' (invalid data or symbol)",
+    ),
+    Case(
+        "bad-timestamp-string",
+        "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) VALUES ('not-a-time', 1, 1, true, 'a', 1)",
+        0x0216,
+        "syntax error near 'not-a-time' (invalid timestamp)",
+    ),
+    Case(
+        "key-left-out",
+        "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) (ts, amt) VALUES ({ts}, 1)",
+        0x0200,
+        "Primary key column should not be none",
+    ),
+    Case(
+        "key-null",
+        "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) VALUES ({ts}, NULL, 1, true, 'a', 1)",
+        0x267B,
+        "Primary key column should not be null",
+    ),
+    Case(
+        "key-not-second",
+        "CREATE STABLE {db}.st2 (ts TIMESTAMP, v INT, event_id BIGINT {key}) TAGS (t INT)",
+        0x2678,
+        _pk_second,
+    ),
+    Case(
+        "key-double",
+        "CREATE STABLE {db}.st2 (ts TIMESTAMP, event_id DOUBLE {key}, v INT) TAGS (t INT)",
+        0x2679,
+        "primary key column must be of type int, uint, bigint, ubigint, and varchar",
+    ),
+    Case(
+        "no-database",
+        "INSERT INTO t1 VALUES ({ts}, 1, 1, true, 'a', 1)",
+        0x0200,
+        "db is not specified",
+    ),
+    Case(
+        "unknown-database",
+        "INSERT INTO {db}_nope.t1 USING {db}_nope.st TAGS (1, 1) VALUES ({ts}, 1, 1, true, 'a', 1)",
+        0x0388,
+        "Database not exist",
+    ),
+    Case(
+        "stable-exists",
+        "CREATE STABLE {db}.st (ts TIMESTAMP, v INT) TAGS (t INT)",
+        0x0360,
+        "STable already exists",
+    ),
+    Case(
+        "supertable-without-tbname",
+        "INSERT INTO {db}.st VALUES ({ts}, 1, 1, true, 'a', 1)",
+        0x0216,
+        lambda v, sql: (
+            f"syntax error near '{near(sql, ' values')}' "
+            "((...tbname, ts...) bounded cols is expected for supertable insertion)"
+        ),
+    ),
+    Case(
+        "varchar-too-long",
+        "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) VALUES ({ts}, 1, 1, true, 'abcde', 1)",
+        0x2653,
+        "Value too long for column/tag: s",
+    ),
+    # ------------------------------------------------ overwrite semantics (confirmed)
+    Case(
+        "rewrite-same-key-last-wins",
+        "INSERT INTO {db}.t1 VALUES ({ts}, 1, 20, false, 'b', 2)",
+        0,
+        body=EXEC_1,
+        setup=WITH_ROW,
+        checks=(("SELECT COUNT(*), SUM(amt) FROM {db}.st", [[1, 20]]),),
+    ),
+    Case(
+        "same-ts-other-key-second-row",
+        "INSERT INTO {db}.t1 VALUES ({ts}, 2, 20, false, 'b', 2)",
+        0,
+        body=EXEC_1,
+        setup=WITH_ROW,
+        checks=(("SELECT COUNT(*) FROM {db}.t1", [[2]]),),
+    ),
+    Case(
+        "duplicate-in-one-statement",
+        "INSERT INTO {db}.t2 USING {db}.st TAGS (2, 1) VALUES ({ts}, 7, 1, true, 'a', 1)"
+        "({ts}, 7, 2, true, 'a', 1)",
+        0,
+        body=EXEC_1,
+        checks=(("SELECT amt FROM {db}.t2", [[2]]),),
+    ),
+    Case(
+        "omitted-columns-keep-values",
+        "INSERT INTO {db}.t1 (ts, event_id, amt) VALUES ({ts}, 1, 99)",
+        0,
+        body=EXEC_1,
+        setup=WITH_ROW,
+        checks=(("SELECT amt, flag, s, tiny FROM {db}.t1", [[99, True, "a", 1]]),),
+    ),
+    Case(
+        "using-other-tags-keeps-tags",
+        "INSERT INTO {db}.t1 USING {db}.st TAGS (5, 5) VALUES ({ts}, 2, 1, true, 'a', 1)",
+        0,
+        body=EXEC_1,
+        setup=WITH_ROW,
+        checks=(("SELECT user_id, account_type FROM {db}.st WHERE event_id = 2", [[1, 1]]),),
+    ),
+    Case(
+        "integer-ts-in-db-precision",
+        "SELECT ts, event_id FROM {db}.t1",
+        0,
+        setup=WITH_ROW,
+        body='{"code":0,"column_meta":[["ts","TIMESTAMP",8],["event_id","BIGINT",8]],'
+        '"data":[["{ts_text}",1]],"rows":1}',
+    ),
+    # ------------------------------------------------ success shapes (checklist 2)
+    Case("create-database-shape", "CREATE DATABASE {db}", 0, body=EXEC_0, setup=()),
+    Case(
+        "insert-shape",
+        "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) VALUES ({ts}, 1, 1, true, 'a', 1)"
+        "({ts}, 2, 1, true, 'a', 1)",
+        0,
+        body=EXEC_2,
+    ),
+    Case(
+        "url-database",
+        "INSERT INTO t1 USING st TAGS (1, 1) VALUES ({ts}, 1, 1, true, 'a', 1)",
+        0,
+        body=EXEC_1,
+        url_db=True,
+    ),
+    Case(
+        "select-count-sum-shape",
+        "SELECT COUNT(*), SUM(amt) FROM {db}.st",
+        0,
+        setup=WITH_ROW,
+        body='{"code":0,"column_meta":[["count(*)","BIGINT",8],["sum(amt)","BIGINT",8]],'
+        '"data":[[1,10]],"rows":1}',
+    ),
+    # ------------------------------------------------ checklist 4 (source, not runtime)
+    Case(
+        "keep-window",
+        "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) VALUES ({ts}, 1, 1, true, 'a', 1)"
+        "(0, 2, 1, true, 'a', 1)",
+        0x060B,
+        "Timestamp data out of range",
+        checks=(("SHOW {db}.TABLES", []),),
+        double_only="UNCONFIRMED: whole statement fails and nothing (not even the USING "
+        "subtable) is created - the double's strict choice",
+        source="fact sheet section 2",
+    ),
+    Case(
+        "int-overflow",
+        "INSERT INTO {db}.t2 USING {db}.st2 TAGS (1) (ts, v) VALUES ({ts}, 2147483648)",
+        0x0216,
+        "syntax error near '2147483648)' (int data overflow)",
+        setup=(*SCHEMA, "CREATE STABLE {db}.st2 (ts TIMESTAMP, v INT) TAGS (t INT)"),
+        source="parInsertSql.c",
+    ),
+    Case(
+        "bigint-overflow",
+        "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) (ts, event_id, amt) "
+        "VALUES ({ts}, 1, 9223372036854775808)",
+        0x0216,
+        "syntax error near '9223372036854775808)' (invalid bigint data)",
+        source="parInsertSql.c: BIGINT has no overflow branch, a failed parse is invalid",
+    ),
+    Case(
+        "bad-bool",
+        "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) (ts, event_id, flag) "
+        "VALUES ({ts}, 1, 'yes')",
+        0x0216,
+        "syntax error near 'yes' (invalid bool data)",
+        source="parInsertSql.c",
+    ),
+)

@@ -1,0 +1,213 @@
+"""HTTP layer of the TDengine double: faults, taospy interop, tokens, parameters, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+import taosrest
+from taosrest.errors import ConnectError, HTTPError
+
+from worker.tdengine_double import TDengineDouble
+
+TS = (int(time.time()) - 3600) * 1_000_000
+
+
+@pytest.fixture
+def double() -> Iterator[TDengineDouble]:
+    with TDengineDouble() as d:
+        yield d
+
+
+def post(d: TDengineDouble, sql: str, params: dict[str, str] | None = None) -> requests.Response:
+    return requests.post(
+        f"{d.url}/rest/sql",
+        data=sql.encode(),
+        auth=("root", "taosdata"),
+        params=params,
+        timeout=10,
+    )
+
+
+def setup_schema(d: TDengineDouble) -> None:
+    for sql in (
+        "CREATE DATABASE d PRECISION 'us'",
+        "CREATE STABLE d.st (ts TIMESTAMP, event_id BIGINT COMPOSITE KEY, amt BIGINT) "
+        "TAGS (user_id BIGINT)",
+    ):
+        assert post(d, sql).json()["code"] == 0
+
+
+def test_refuse_connections_really_refuses_then_reopens_same_port(double: TDengineDouble) -> None:
+    session = requests.Session()
+    url = f"{double.url}/rest/sql"
+    assert session.post(url, data=b"SHOW DATABASES", auth=("root", "taosdata")).ok
+    port = double.port
+    double.faults.refuse_connections(True)
+    with pytest.raises(requests.ConnectionError):
+        requests.post(url, data=b"SHOW DATABASES", auth=("root", "taosdata"), timeout=5)
+    # a kept-alive connection is cut as well
+    with pytest.raises(requests.ConnectionError):
+        session.post(url, data=b"SHOW DATABASES", auth=("root", "taosdata"), timeout=5)
+    double.faults.refuse_connections(False)
+    assert double.port == port
+    assert post(double, "SHOW DATABASES").ok
+    session.close()
+
+
+def test_fail_next_returns_bare_json_string_503_then_recovers(double: TDengineDouble) -> None:
+    double.faults.fail_next(2)
+    for _ in range(2):
+        r = post(double, "SHOW DATABASES")
+        assert r.status_code == 503
+        assert r.content == b'"memory exceeds threshold"'
+        assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert post(double, "SHOW DATABASES").status_code == 200
+
+
+def test_fail_next_custom_status_and_body(double: TDengineDouble) -> None:
+    double.faults.fail_next(1, status=503, body='"query memory exceeds threshold"')
+    assert post(double, "SHOW DATABASES").content == b'"query memory exceeds threshold"'
+    double.faults.fail_next(1, status=500)
+    r = post(double, "SHOW DATABASES")
+    assert r.status_code == 500 and r.json() == {"code": 65535, "desc": "injected fault"}
+
+
+def test_injected_failure_does_not_run_the_statement(double: TDengineDouble) -> None:
+    double.faults.fail_next(1)
+    assert post(double, "CREATE DATABASE x").status_code == 503
+    assert post(double, "CREATE DATABASE x").json()["code"] == 0
+
+
+def test_delay(double: TDengineDouble) -> None:
+    double.faults.delay(0.3)
+    started = time.monotonic()
+    assert post(double, "SHOW DATABASES").ok
+    assert time.monotonic() - started >= 0.3
+    double.faults.delay(0)
+    started = time.monotonic()
+    post(double, "SHOW DATABASES")
+    assert time.monotonic() - started < 0.3
+
+
+def test_error_for_subtable_fails_the_whole_insert(double: TDengineDouble) -> None:
+    setup_schema(double)
+    double.faults.error_for_subtable("bad", 0x0903, "Sync timeout")
+    r = post(
+        double,
+        f"INSERT INTO d.good USING d.st TAGS (1) VALUES ({TS}, 1, 1) "
+        f"d.bad USING d.st TAGS (2) VALUES ({TS}, 1, 1)",
+    )
+    assert r.status_code == 200
+    assert (r.json()["code"], r.json()["desc"]) == (0x0903, "Sync timeout")
+    assert post(double, "SHOW d.TABLES").json()["data"] == []
+    assert post(double, f"INSERT INTO d.good USING d.st TAGS (1) VALUES ({TS}, 1, 1)").json()[
+        "data"
+    ] == [[1]]
+    double.faults.clear()
+    assert post(double, f"INSERT INTO d.bad USING d.st TAGS (2) VALUES ({TS}, 1, 1)").ok
+
+
+def test_taospy_restclient_interop(double: TDengineDouble) -> None:
+    client = taosrest.RestClient(double.url, user="root", password="taosdata")
+    got = client.sql("SELECT SERVER_VERSION()")
+    assert got["data"] == [["3.3.6.3"]]
+    with pytest.raises(ConnectError) as info:
+        client.sql("SELEC 1")
+    assert info.value.errno == 0x2600
+    bad = taosrest.RestClient(double.url, user="root", password="nope")
+    with pytest.raises(ConnectError) as auth:
+        bad.sql("SHOW DATABASES")
+    assert auth.value.errno == 855
+
+
+def test_taospy_connection_converts_timestamps(double: TDengineDouble) -> None:
+    setup_schema(double)
+    conn = taosrest.connect(url=double.url, user="root", password="taosdata")
+    assert conn.execute(f"INSERT INTO d.t USING d.st TAGS (1) VALUES ({TS}, 1, 5)") == 1
+    result = conn.query("SELECT ts, amt FROM d.t")
+    assert result.rows == 1
+    assert result.data[0][1] == 5
+    assert result.data[0][0].timestamp() == TS / 1_000_000
+    conn.close()
+
+
+def test_taosrest_http_error_on_401(double: TDengineDouble) -> None:
+    r = requests.post(f"{double.url}/rest/sql", data=b"SHOW DATABASES", timeout=5)
+    assert r.status_code == 401
+    with pytest.raises(HTTPError):
+        taosrest.RestClient(double.url, token="x").sql("SHOW DATABASES")
+
+
+def test_taosd_token_login(double: TDengineDouble) -> None:
+    login = requests.get(f"{double.url}/rest/login/root/taosdata", timeout=5).json()
+    assert login["code"] == 0
+    headers = {"Authorization": f"Taosd {login['desc']}"}
+    r = requests.post(f"{double.url}/rest/sql", data=b"SHOW DATABASES", headers=headers, timeout=5)
+    assert r.json()["code"] == 0
+    bad = {"Authorization": "Taosd bm90LWEtdG9rZW4="}
+    r = requests.post(f"{double.url}/rest/sql", data=b"SHOW DATABASES", headers=bad, timeout=5)
+    assert r.status_code == 401 and r.json()["code"] == 0x1125
+    assert requests.get(f"{double.url}/rest/login/root/wrong", timeout=5).status_code == 401
+
+
+def test_timing_row_with_meta_and_tz(double: TDengineDouble) -> None:
+    setup_schema(double)
+    post(double, f"INSERT INTO d.t USING d.st TAGS (1) VALUES ({TS}, 1, 5)")
+    r = post(double, "SELECT amt FROM d.t", params={"timing": "true"})
+    assert r.text.startswith(
+        '{"code":0,"column_meta":[["amt","BIGINT",8]],"data":[[5]],"rows":1,"timing":'
+    )
+    r = post(double, "SELECT amt FROM d.t", params={"row_with_meta": "true"})
+    assert r.json()["data"] == [{"amt": 5}]
+    r = post(double, f"INSERT INTO d.t VALUES ({TS}, 2, 5)", params={"row_with_meta": "1"})
+    assert r.text == (
+        '{"code":0,"column_meta":[["affected_rows","INT",4]],"data":[{"affected_rows":1}],"rows":1}'
+    )
+    assert post(double, "SHOW DATABASES", params={"row_with_meta": "maybe"}).status_code == 400
+    r = post(double, "SELECT ts FROM d.t WHERE event_id = 1", params={"tz": "Asia/Shanghai"})
+    assert r.json()["data"][0][0].endswith("+08:00")
+    assert post(double, "SHOW DATABASES", params={"tz": "Nowhere/Land"}).status_code == 400
+
+
+def test_error_body_escapes_like_go(double: TDengineDouble) -> None:
+    r = post(double, "SELECT <x> FROM d.st")
+    assert r.status_code == 200
+    assert "\\u003cx\\u003e" in r.text
+    assert json.loads(r.text)["desc"] == 'syntax error near "<x> from d.st"'
+
+
+def test_cli_prints_a_stand_in_banner_and_serves() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "worker.tdengine_double",
+            "--port",
+            "0",
+            "--server-version",
+            "3.3.2.0",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(7)]
+        text = "".join(lines)
+        assert "stand-in" in text and "NOT TDengine" in text
+        url = next(line.split()[2] for line in lines if "listening on" in line)
+        r = requests.post(
+            f"{url}/rest/sql", data=b"SELECT SERVER_VERSION()", auth=("root", "taosdata"), timeout=5
+        )
+        assert r.json()["data"] == [["3.3.2.0"]]
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -1,0 +1,147 @@
+"""``TDengineOptions``: the ``[tdengine]`` section of the worker's configuration."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import msgspec
+
+from worker.tdengine.errors import OptionsError
+from worker.tdengine.sql import (
+    DEFAULT_MAX_STATEMENT_BYTES,
+    MAX_SQL_BYTES,
+    MIN_STATEMENT_BYTES,
+    check_database_name,
+)
+
+__all__ = ("SCHEMES", "TDengineOptions")
+
+SCHEMES: Final = ("http", "https", "ws", "wss")
+"""URL schemes: http/https use the REST API, ws/wss the WebSocket API (taosws)."""
+
+_DURATION: Final = re.compile(r"[1-9][0-9]{0,8}[mhd]?")
+_KEEP: Final = re.compile(r"[1-9][0-9]{0,8}[mhd]?(,[1-9][0-9]{0,8}[mhd]?){0,2}")
+_MASK: Final = "***"
+
+
+class TDengineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How to reach TDengine and how hard to try.
+
+    The password never appears in ``repr``, ``str`` or rich output.
+
+    Attributes
+    ----------
+    url:
+        ``http(s)://host:port`` of taosAdapter's REST API, or ``ws(s)://host:port``
+        for its WebSocket API. No path, query or credentials in the URL.
+    user, password:
+        TDengine credentials (Basic auth for REST).
+    database:
+        Database name, a plain identifier (always backquoted in SQL).
+    create_database:
+        Create the database when it is missing (``init-db`` and worker start-up).
+        When false, a missing database is fatal.
+    keep, duration, wal_level:
+        ``CREATE DATABASE`` options, only sent when set (server defaults otherwise):
+        ``keep`` like ``"3650d"`` (or up to three comma-separated tiers), ``duration``
+        like ``"10d"``, ``wal_level`` 1 or 2.
+    max_statement_bytes:
+        Largest INSERT statement in bytes, at most 1,048,576 (TDengine's SQL limit).
+    request_timeout_s:
+        Connect and read timeout of one request, in seconds.
+    retry_max_attempts, retry_initial_backoff_s, retry_max_backoff_s, retry_max_elapsed_s:
+        Retries of a statement after transient errors: exponential backoff with jitter
+        from ``retry_initial_backoff_s`` up to ``retry_max_backoff_s``; gives up after
+        ``retry_max_attempts`` attempts, or when the next attempt could start later than
+        ``retry_max_elapsed_s`` after the first, and raises ``TransientStoreError``. A
+        statement's retries so end within ``retry_max_elapsed_s`` plus one request
+        (``request_timeout_s``), and the Kafka consumer keeps polling while the worker
+        pauses its partitions and retries the flush later.
+    """
+
+    url: str = "http://localhost:6041"
+    user: str = "root"
+    password: str = "taosdata"
+    database: str = "ledger"
+    create_database: bool = True
+    keep: str | None = None
+    duration: str | None = None
+    wal_level: int | None = None
+    max_statement_bytes: int = DEFAULT_MAX_STATEMENT_BYTES
+    request_timeout_s: float = 10.0
+    retry_max_attempts: int = 8
+    retry_initial_backoff_s: float = 0.1
+    retry_max_backoff_s: float = 2.0
+    retry_max_elapsed_s: float = 15.0
+
+    def __post_init__(self) -> None:
+        _check_url(self.url)
+        if not self.user or any(c in self.user for c in ":\r\n"):
+            raise OptionsError("tdengine.user", "must be non-empty, without ':' or newlines")
+        if not self.password or any(c in self.password for c in "\r\n"):
+            raise OptionsError("tdengine.password", "must be non-empty, without newlines")
+        try:
+            check_database_name(self.database)
+        except OptionsError as exc:
+            raise OptionsError("tdengine.database", exc.problem) from None
+        if self.keep is not None and _KEEP.fullmatch(self.keep) is None:
+            raise OptionsError(
+                "tdengine.keep", f"{self.keep!r} is not like '3650d' or '30d,365d,3650d'"
+            )
+        if self.duration is not None and _DURATION.fullmatch(self.duration) is None:
+            raise OptionsError("tdengine.duration", f"{self.duration!r} is not like '10d'")
+        if self.wal_level is not None and self.wal_level not in (1, 2):
+            raise OptionsError("tdengine.wal_level", f"must be 1 or 2, got {self.wal_level!r}")
+        if not MIN_STATEMENT_BYTES <= self.max_statement_bytes <= MAX_SQL_BYTES:
+            raise OptionsError(
+                "tdengine.max_statement_bytes",
+                f"must be in {MIN_STATEMENT_BYTES}..{MAX_SQL_BYTES} (TDengine's SQL limit), "
+                f"got {self.max_statement_bytes}",
+            )
+        for name in ("request_timeout_s", "retry_initial_backoff_s", "retry_max_backoff_s"):
+            if not getattr(self, name) > 0:
+                raise OptionsError(f"tdengine.{name}", "must be > 0")
+        if self.retry_max_backoff_s < self.retry_initial_backoff_s:
+            raise OptionsError("tdengine.retry_max_backoff_s", "must be >= retry_initial_backoff_s")
+        if self.retry_max_attempts < 1:
+            raise OptionsError("tdengine.retry_max_attempts", "must be >= 1")
+        if not self.retry_max_elapsed_s >= 0:
+            raise OptionsError("tdengine.retry_max_elapsed_s", "must be >= 0")
+
+    @property
+    def scheme(self) -> str:
+        """The URL scheme, lower-case: ``http``, ``https``, ``ws`` or ``wss``."""
+        return urlsplit(self.url).scheme.lower()
+
+    def _public_fields(self) -> Iterator[tuple[str, Any]]:
+        for name in self.__struct_fields__:
+            yield name, (_MASK if name == "password" else getattr(self, name))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={value!r}" for name, value in self._public_fields())
+        return f"TDengineOptions({inner})"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return list(self._public_fields())
+
+
+def _check_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise OptionsError("tdengine.url", f"is not a URL: {exc}") from None
+    if parts.scheme.lower() not in SCHEMES:
+        raise OptionsError("tdengine.url", f"scheme must be one of {', '.join(SCHEMES)}")
+    if not parts.hostname:
+        raise OptionsError("tdengine.url", "has no host")
+    if parts.username is not None or parts.password is not None:
+        raise OptionsError(
+            "tdengine.url", "must not carry credentials: use tdengine.user and tdengine.password"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise OptionsError("tdengine.url", "must be scheme://host[:port] only")
+    del port

@@ -1,0 +1,524 @@
+"""Batched, idempotent writes of balance events to TDengine, with error isolation.
+
+The worker hands :meth:`TDengineWriter.write` a batch of :class:`RowGroup` (one per
+Kafka message, keyed by the message's ref). Every row has the identity
+(subtable, ts, event_id), which the super table's composite key makes a row key, so
+writing a row again overwrites it with the same values: any statement, or the whole
+batch, can be re-sent safely.
+
+* Transient errors are retried per statement with exponential backoff and jitter,
+  bounded by ``retry_max_attempts`` and ``retry_max_elapsed_s``; then
+  :class:`TransientStoreError` is raised and the caller retries the batch later.
+* A permanent error on a statement is isolated: the groups with rows in that
+  statement are bisected (re-writing is safe) until the offending groups are found.
+  Every other group is written; offenders come back in ``WriteResult.rejected``.
+  TDengine multi-table INSERTs are not atomic across vnodes, so some rows of a
+  rejected group may have been stored (they are correct rows; only the group as a
+  whole is incomplete).
+* Fatal errors are raised at once and never retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Literal, Protocol, TypeVar
+
+import msgspec
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    wait_random_exponential,
+)
+
+from worker.events import BalanceEvent
+from worker.tdengine.errors import (
+    TABLE_MISSING_CODES,
+    FatalStoreError,
+    PermanentStoreError,
+    RowValueError,
+    SchemaMismatchError,
+    StoreError,
+    TransientStoreError,
+)
+from worker.tdengine.options import TDengineOptions
+from worker.tdengine.schema import (
+    PRECISION,
+    KeyKeyword,
+    check_describe,
+    composite_key_keyword,
+    create_database_sql,
+    create_stable_sql,
+    describe_sql,
+    parse_server_version,
+    server_version_sql,
+    show_databases_sql,
+    stable_ref,
+)
+from worker.tdengine.sql import InsertBuilder, InsertStatement, RowKey, check_events
+from worker.tdengine.transport import QueryResult, Transport, open_transport
+
+__all__ = (
+    "NullObserver",
+    "RowGroup",
+    "SchemaReport",
+    "TDengineWriter",
+    "WriteResult",
+    "WriterObserver",
+    "init_database",
+)
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+class RowGroup(msgspec.Struct, frozen=True, gc=False):
+    """The rows of one Kafka message: written together, rejected together.
+
+    Attributes
+    ----------
+    key:
+        The worker's reference to the message, e.g. ``(topic, partition, offset)``.
+    events:
+        The message's balance events.
+    """
+
+    key: Hashable
+    events: Sequence[BalanceEvent]
+
+
+class WriteResult(msgspec.Struct, frozen=True):
+    """The outcome of :meth:`TDengineWriter.write`.
+
+    Attributes
+    ----------
+    rows_written:
+        Rows of the groups that were written (rejected groups not counted).
+    statements:
+        Statements the server accepted during the call (bisection included).
+    rejected:
+        ``(group key, error)`` for every group refused for its values; these rows
+        were not (all) stored and will not be by retrying.
+    """
+
+    rows_written: int
+    statements: int
+    rejected: list[tuple[Hashable, PermanentStoreError]]
+
+
+class SchemaReport(msgspec.Struct, frozen=True):
+    """What :meth:`TDengineWriter.ensure_schema` found and did."""
+
+    server_version: str
+    key_keyword: KeyKeyword
+    database: str
+    database_statement: str | None
+    stable_created: bool
+    stable: str
+
+    def summary(self) -> str:
+        """A few human-readable lines for ``balance-sink init-db``."""
+        lines = [
+            f"TDengine server {self.server_version}: composite key keyword {self.key_keyword}",
+            (
+                f"database {self.database}: ensured ({self.database_statement})"
+                if self.database_statement
+                else f"database {self.database}: exists (creation disabled)"
+            ),
+            (
+                f"super table {self.stable}: created"
+                if self.stable_created
+                else f"super table {self.stable}: exists and matches the expected schema"
+            ),
+        ]
+        return "\n".join(lines)
+
+
+class WriterObserver(Protocol):
+    """Hooks for metrics; called synchronously from the writer."""
+
+    def on_statement(self, rows: int, nbytes: int, seconds: float) -> None:
+        """A statement was accepted by the server."""
+
+    def on_retry(self, error: StoreError) -> None:
+        """A transient error; the statement will be retried after a backoff."""
+
+    def on_error(self, kind: Literal["transient", "permanent", "fatal"], code: int | None) -> None:
+        """Any error answer, one call per failed attempt."""
+
+    def on_affected_mismatch(self, expected: int, actual: int) -> None:
+        """The server's affected-row count differs from the distinct rows sent."""
+
+
+class NullObserver:
+    """An observer that ignores everything."""
+
+    def on_statement(self, rows: int, nbytes: int, seconds: float) -> None:
+        """Ignore."""
+
+    def on_retry(self, error: StoreError) -> None:
+        """Ignore."""
+
+    def on_error(self, kind: Literal["transient", "permanent", "fatal"], code: int | None) -> None:
+        """Ignore."""
+
+    def on_affected_mismatch(self, expected: int, actual: int) -> None:
+        """Ignore."""
+
+
+def _hex(code: int | None) -> str:
+    return "none" if code is None else f"0x{code:04X}"
+
+
+class TDengineWriter:
+    """Writes :class:`RowGroup` batches to TDengine; see the module docstring.
+
+    Parameters
+    ----------
+    transport:
+        Where statements go (:func:`~worker.tdengine.transport.open_transport`).
+    options:
+        Database name, statement size and retry budget.
+    observer:
+        Metrics hooks; :class:`NullObserver` by default.
+    sleep, clock:
+        Backoff sleep and monotonic clock of the retry budget (tests pass fakes).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        options: TDengineOptions,
+        observer: WriterObserver | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._transport = transport
+        self._options = options
+        self._observer: WriterObserver = observer if observer is not None else NullObserver()
+        self._sleep = sleep
+        self._clock = clock
+        self._builder = InsertBuilder(
+            options.database, max_statement_bytes=options.max_statement_bytes
+        )
+
+    # ----------------------------------------------------------------- schema
+
+    def ensure_schema(self) -> SchemaReport:
+        """Check the server version, create or check the database and the super table.
+
+        Raises
+        ------
+        UnsupportedServerError
+            The server is older than 3.3.0.0 (no composite key) or its version is unreadable.
+        FatalStoreError
+            The database is missing and ``create_database`` is false, or credentials fail.
+        SchemaMismatchError
+            The existing super table differs; the message lists every difference.
+        TransientStoreError
+            The server could not be reached within the retry budget.
+        """
+        options = self._options
+        version_rows = self._retrying(lambda: self._transport.query(server_version_sql()))
+        if not version_rows.rows or not version_rows.rows[0]:
+            raise FatalStoreError("SELECT SERVER_VERSION() returned no row")
+        version_text = str(version_rows.rows[0][0])
+        keyword = composite_key_keyword(parse_server_version(version_text))
+        database_statement: str | None = None
+        if options.create_database:
+            create_database = database_statement = create_database_sql(options)
+            self._retrying(lambda: self._transport.execute(create_database))
+        self._check_database(created=database_statement is not None)
+        describe = describe_sql(options.database)
+        stable_created = False
+        try:
+            described = self._retrying(
+                lambda: self._transport.query(describe), no_retry=TABLE_MISSING_CODES
+            )
+        except StoreError as exc:
+            if exc.code == 0x0388:
+                raise FatalStoreError(
+                    f"database `{options.database}` does not exist and create_database is "
+                    "false: create it with `balance-sink init-db` or enable create_database",
+                    code=exc.code,
+                    http_status=exc.http_status,
+                ) from None
+            if exc.code not in TABLE_MISSING_CODES:
+                raise
+            create = create_stable_sql(options.database, keyword)
+            logger.info("tdengine creating super table table=%s", stable_ref(options.database))
+            self._retrying(lambda: self._transport.execute(create))
+            stable_created = True
+            described = self._retrying(lambda: self._transport.query(describe))
+        check_describe(options.database, described.columns, described.rows)
+        report = SchemaReport(
+            server_version=version_text,
+            key_keyword=keyword,
+            database=options.database,
+            database_statement=database_statement,
+            stable_created=stable_created,
+            stable=stable_ref(options.database),
+        )
+        logger.info(
+            "tdengine schema ready server_version=%s keyword=%r database=%s stable_created=%s",
+            version_text,
+            keyword,
+            options.database,
+            stable_created,
+        )
+        return report
+
+    def _check_database(self, *, created: bool) -> None:
+        """The database must exist and count time in microseconds (BalanceEvent.ts)."""
+        database = self._options.database
+        listing = self._retrying(lambda: self._transport.query(show_databases_sql()))
+        names = [c.lower() for c in listing.columns]
+        name_at = names.index("name") if "name" in names else 0
+        precision_at = names.index("precision") if "precision" in names else None
+        for row in listing.rows:
+            if str(row[name_at]) != database:
+                continue
+            precision = None if precision_at is None else str(row[precision_at]).strip("'\" ")
+            if precision != PRECISION:
+                raise SchemaMismatchError(
+                    f"database `{database}`",
+                    (
+                        f"timestamp precision is {precision!r}, expected {PRECISION!r}: "
+                        "BalanceEvent.ts is in microseconds",
+                    ),
+                )
+            return
+        if created:
+            raise FatalStoreError(
+                f"database `{database}` is not listed by SHOW DATABASES after CREATE DATABASE"
+            )
+        raise FatalStoreError(
+            f"database `{database}` does not exist and create_database is false: "
+            "create it with `balance-sink init-db` or enable create_database",
+            code=0x0388,
+        )
+
+    def query(self, sql: str) -> QueryResult:
+        """Run a read-only statement with the transient-retry budget (health checks, tests)."""
+        return self._retrying(lambda: self._transport.query(sql))
+
+    # ------------------------------------------------------------------ write
+
+    def write(self, groups: Sequence[RowGroup]) -> WriteResult:
+        """Write every group; return counts and the groups refused for their values.
+
+        Raises
+        ------
+        TransientStoreError
+            A statement still failed after the retry budget; retry the whole batch later.
+        FatalStoreError
+            Credentials, privileges, database or schema are wrong; stop.
+        """
+        rejected: dict[int, PermanentStoreError] = {}
+        try:
+            statements = self._builder.build(e for g in groups for e in g.events)
+            valid = list(range(len(groups)))
+        except RowValueError:
+            # Slow path: find every group with a bad value; never send those.
+            valid = []
+            for index, group in enumerate(groups):
+                try:
+                    check_events(group.events)
+                except RowValueError as exc:
+                    self._reject(rejected, groups, index, exc)
+                else:
+                    valid.append(index)
+            statements = self._build(groups, valid)
+        accepted = self._write_subset(groups, valid, statements, rejected)
+        rows_written = sum(len(g.events) for i, g in enumerate(groups) if i not in rejected)
+        return WriteResult(
+            rows_written=rows_written,
+            statements=accepted,
+            rejected=[(groups[i].key, error) for i, error in sorted(rejected.items())],
+        )
+
+    def _build(self, groups: Sequence[RowGroup], indexes: Iterable[int]) -> list[InsertStatement]:
+        return self._builder.build(e for i in indexes for e in groups[i].events)
+
+    def _reject(
+        self,
+        rejected: dict[int, PermanentStoreError],
+        groups: Sequence[RowGroup],
+        index: int,
+        error: PermanentStoreError,
+    ) -> None:
+        group = groups[index]
+        logger.warning(
+            "tdengine rejected message key=%r rows=%d code=%s error=%s",
+            group.key,
+            len(group.events),
+            _hex(error.code),
+            error.desc,
+        )
+        rejected[index] = error
+
+    def _write_subset(
+        self,
+        groups: Sequence[RowGroup],
+        indexes: list[int],
+        statements: list[InsertStatement],
+        rejected: dict[int, PermanentStoreError],
+    ) -> int:
+        """Write ``groups[indexes]``, bisecting the groups of refused statements.
+
+        Returns the number of statements the server accepted.
+        """
+        accepted = 0
+        failed: dict[int, PermanentStoreError] = {}
+        for statement in statements:
+            try:
+                self._execute(statement)
+                accepted += 1
+            except PermanentStoreError as exc:
+                for index in self._groups_of(statement, groups, indexes):
+                    failed.setdefault(index, exc)
+        if not failed:
+            return accepted
+        suspects = sorted(failed)
+        if len(suspects) == 1:
+            # A statement holding rows of this group alone (or with groups since
+            # cleared) was refused: the group's own values are the cause.
+            self._reject(rejected, groups, suspects[0], failed[suspects[0]])
+            return accepted
+        logger.info(
+            "tdengine isolating permanent error groups=%d code=%s",
+            len(suspects),
+            _hex(next(iter(failed.values())).code),
+        )
+        middle = len(suspects) // 2
+        for half in (suspects[:middle], suspects[middle:]):
+            accepted += self._write_subset(groups, half, self._build(groups, half), rejected)
+        return accepted
+
+    @staticmethod
+    def _groups_of(
+        statement: InsertStatement, groups: Sequence[RowGroup], indexes: list[int]
+    ) -> list[int]:
+        """Indexes of the groups with at least one row in ``statement``."""
+        keys: set[RowKey] = set(statement.row_keys())
+        return [
+            i
+            for i in indexes
+            if any((e.user_id, e.account_type, e.ts, e.event_id) in keys for e in groups[i].events)
+        ]
+
+    def _execute(self, statement: InsertStatement) -> None:
+        started = time.perf_counter()
+        affected = self._retrying(lambda: self._transport.execute(statement.sql))
+        seconds = time.perf_counter() - started
+        self._observer.on_statement(statement.rows, statement.nbytes, seconds)
+        if affected != statement.rows:
+            expected = statement.distinct_rows()
+            if affected != expected:
+                logger.warning(
+                    "tdengine affected rows mismatch expected=%d actual=%d rows_sent=%d bytes=%d",
+                    expected,
+                    affected,
+                    statement.rows,
+                    statement.nbytes,
+                )
+                self._observer.on_affected_mismatch(expected, affected)
+            else:
+                logger.debug(
+                    "tdengine duplicate row keys in one statement rows_sent=%d distinct=%d",
+                    statement.rows,
+                    expected,
+                )
+
+    # ------------------------------------------------------------------ retry
+
+    def _retrying(self, call: Callable[[], _T], *, no_retry: frozenset[int] = frozenset()) -> _T:
+        """Run ``call``, retrying transient errors within the options' budget."""
+        options = self._options
+        observer = self._observer
+        clock = self._clock
+        started = clock()
+
+        def is_transient(exc: BaseException) -> bool:
+            return isinstance(exc, TransientStoreError) and exc.code not in no_retry
+
+        def before_sleep(state: RetryCallState) -> None:
+            outcome = state.outcome
+            error = outcome.exception() if outcome is not None else None
+            if isinstance(error, StoreError):
+                wait = state.next_action.sleep if state.next_action is not None else 0.0
+                logger.warning(
+                    "tdengine transient error, retrying attempt=%d wait_s=%.3f code=%s error=%s",
+                    state.attempt_number,
+                    wait,
+                    _hex(error.code),
+                    error.desc,
+                )
+                observer.on_retry(error)
+
+        def out_of_budget(state: RetryCallState) -> bool:
+            # Give up when the attempts are used, or when the longest next wait would
+            # start the next attempt after retry_max_elapsed_s: the call then ends within
+            # retry_max_elapsed_s plus the last attempt (at most request_timeout_s).
+            if state.attempt_number >= options.retry_max_attempts:
+                return True
+            longest_wait = min(
+                options.retry_max_backoff_s,
+                options.retry_initial_backoff_s * 2.0 ** min(state.attempt_number - 1, 60),
+            )
+            return clock() - started + longest_wait > options.retry_max_elapsed_s
+
+        retrying = Retrying(
+            stop=out_of_budget,
+            wait=wait_random_exponential(
+                multiplier=options.retry_initial_backoff_s, max=options.retry_max_backoff_s
+            ),
+            retry=retry_if_exception(is_transient),
+            before_sleep=before_sleep,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    try:
+                        return call()
+                    except StoreError as exc:
+                        observer.on_error(exc.kind, exc.code)
+                        if exc.kind == "fatal":
+                            logger.error(
+                                "tdengine fatal error code=%s http=%s error=%s",
+                                _hex(exc.code),
+                                exc.http_status,
+                                exc.desc,
+                            )
+                        raise
+        except TransientStoreError as exc:
+            if exc.code not in no_retry:
+                logger.error(
+                    "tdengine giving up after retries attempts<=%d max_elapsed_s=%.1f code=%s "
+                    "error=%s",
+                    options.retry_max_attempts,
+                    options.retry_max_elapsed_s,
+                    _hex(exc.code),
+                    exc.desc,
+                )
+            raise
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+
+def init_database(options: TDengineOptions) -> str:
+    """Create or check the database and super table; return a human-readable report.
+
+    For ``balance-sink init-db``. Raises the same errors as
+    :meth:`TDengineWriter.ensure_schema`.
+    """
+    transport = open_transport(options)
+    try:
+        return TDengineWriter(transport, options).ensure_schema().summary()
+    finally:
+        transport.close()
