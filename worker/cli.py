@@ -64,7 +64,7 @@ def _init_db(args: argparse.Namespace) -> int:
 
 
 def _tdengine_double(args: argparse.Namespace) -> int:
-    from worker.tdengine_double.__main__ import main as double_main
+    from worker.tdengine_double.cli import main as double_main
 
     return double_main(args.double_args)
 

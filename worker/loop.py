@@ -22,9 +22,16 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from worker.batch import Batch, Rejected
 from worker.core import Deriver
@@ -414,8 +421,17 @@ class ConsumerLoop:
 
 def _rejected(msg: Message, key: MessageKey, reason: str, detail: str) -> Rejected:
     kind, ts = msg.timestamp()
-    headers: Any = msg.headers()
+    raw = msg.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    headers = [(k, v.encode() if isinstance(v, str) else v or b"") for k, v in pairs]
+    record_key = msg.key()
+    value = msg.value()
     return Rejected(
-        key, msg.key(), msg.value(), ts if kind != 0 else None,
-        list(headers) if headers else None, reason, detail,
-    )  # fmt: skip
+        key,
+        record_key.encode() if isinstance(record_key, str) else record_key,
+        value.encode() if isinstance(value, str) else value,
+        ts if kind != TIMESTAMP_NOT_AVAILABLE else None,
+        headers or None,
+        reason,
+        detail,
+    )

@@ -216,9 +216,9 @@ def read_dead_letters(consumer_conf: dict[str, object], topic: str) -> list[dict
             if msg is None or msg.error():
                 continue
             idle_since = time.monotonic()
-            headers = {
-                k: v.decode() if isinstance(v, bytes) else str(v) for k, v in msg.headers() or []
-            }
+            raw = msg.headers() or []
+            pairs = raw.items() if isinstance(raw, dict) else raw
+            headers = {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in pairs}
             records.append({"value": msg.value(), "key": msg.key(), "headers": headers,
                             "timestamp": msg.timestamp()[1]})  # fmt: skip
     finally:
