@@ -109,6 +109,8 @@ def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+    except (urllib.error.URLError, ConnectionError):  # not listening yet
+        return 0, ""
 
 
 def metric_value(text: str, name: str) -> float:
@@ -240,6 +242,7 @@ def test_poison_messages_and_refused_rows_go_to_dead_letters_without_blocking(
     good = sample_lines(2000, seed=51, invalid_ratio=0.0)
     refused = json.loads(good[100])
     refused["buyer_user_id"] = 987_654_321  # its own subtable, which the double refuses
+    refused["account_type"] = 1
     good[100] = json.dumps(refused).encode()
     poison = [b"{not json", b"[1,2,3]", json.dumps({**refused, "qty": "7"}).encode(),
               json.dumps({**refused, "taker_side": "both"}).encode()]  # fmt: skip
