@@ -12,7 +12,13 @@ from worker.events import BalanceEvent, derive_events
 from worker.fee_schedule import FeeSchedule, ScheduleVersion
 from worker.fees import discounted_rate
 from worker.messages import Trade, decode_trade
-from worker.rejections import NO_FEE_SCHEDULE, UNKNOWN_SYMBOL, UNKNOWN_VIP_LEVEL, Rejection
+from worker.rejections import (
+    NO_FEE_SCHEDULE,
+    UNKNOWN_SYMBOL,
+    UNKNOWN_VIP_LEVEL,
+    Rejection,
+    show_int,
+)
 
 __all__ = ("Derivation", "Deriver")
 
@@ -55,7 +61,9 @@ class Deriver:
             found = self._select_version(ts)
             if found is None:
                 first = self.schedule.versions[0].effective_from.isoformat()
-                return Rejection(NO_FEE_SCHEDULE, f"ts: {ts} is before the first version ({first})")
+                return Rejection(
+                    NO_FEE_SCHEDULE, f"ts: {show_int(ts)} is before the first version ({first})"
+                )
             table = found
         key = (trade.symbol_id, trade.buyer_vip, trade.seller_vip, trade.taker_side)
         rates = table.get(key)
@@ -89,7 +97,8 @@ def _rates_for(
     symbol = version.symbols.get(symbol_id)
     if symbol is None:
         return Rejection(
-            UNKNOWN_SYMBOL, f"symbol_id: {symbol_id} is not in the fee schedule version of {when}"
+            UNKNOWN_SYMBOL,
+            f"symbol_id: {show_int(symbol_id)} is not in the fee schedule version of {when}",
         )
     discounts = version.vip_discount_percent
     for field, level in (("buyer_vip", buyer_vip), ("seller_vip", seller_vip)):

@@ -24,6 +24,8 @@ EXIT_REJECTED: Final = 3
 EXIT_USAGE: Final = 2
 """Usage or fee-schedule error; nothing was written on stdout."""
 
+_JSON_WHITESPACE: Final = b" \t\r\n"
+"""A blank line is empty or holds only JSON whitespace; anything else is parsed."""
 _FLUSH_EVENTS: Final = 8192
 """Events encoded and written per chunk (about 2 MiB of output)."""
 
@@ -45,7 +47,7 @@ def derive_stream(deriver: Deriver, lines: Iterable[bytes], out: BinaryIO, err: 
     derive = deriver.derive
     extend = pending.extend
     for number, line in enumerate(lines, 1):
-        if not line.strip():
+        if not line.strip(_JSON_WHITESPACE):
             continue
         result = derive(line)
         if isinstance(result, Rejection):

@@ -136,6 +136,16 @@ class ConsumerLoop:
                 return False, f"flushes failing for {failing:.0f} s"
         return True, "ok"
 
+    @property
+    def progress(self) -> dict[str, int]:
+        """Totals so far: messages read, rows stored, messages dead-lettered, flushes."""
+        return dict(self._totals)
+
+    @property
+    def buffered_messages(self) -> int:
+        """Messages read but not yet flushed."""
+        return len(self._batch)
+
     # -- lifecycle -------------------------------------------------------------------
 
     def stop(self) -> None:

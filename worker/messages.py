@@ -25,6 +25,7 @@ from worker.rejections import (
     OUT_OF_RANGE,
     ZERO_QUOTE_AMOUNT,
     Rejection,
+    show_int,
 )
 
 __all__ = (
@@ -147,9 +148,14 @@ def _json_type(value: object) -> str:
 
 
 def _show(value: object) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
-        return ("-" if value < 0 else "") + "<huge integer>"
-    text = json.dumps(value, ensure_ascii=False)
+    """A short JSON rendering of a value for a detail text; never raises."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = show_int(value)
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (ValueError, RecursionError):  # huge integers or deep nesting inside
+            text = f"<{_json_type(value)}>"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -158,19 +164,20 @@ def _range_rejection(trade: Trade) -> Rejection | None:
     if trade.base_asset_id == trade.quote_asset_id:
         return Rejection(
             OUT_OF_RANGE,
-            f"quote_asset_id: {trade.quote_asset_id} equals base_asset_id",
+            f"quote_asset_id: {show_int(trade.quote_asset_id)} equals base_asset_id",
         )
     quote_amount = trade.price * trade.qty // trade.qty_unit
     if quote_amount > INT63_MAX:
         return Rejection(
             OUT_OF_RANGE,
-            f"quote_amount: price * qty // qty_unit = {quote_amount} is above {INT63_MAX}",
+            f"quote_amount: price * qty // qty_unit = {show_int(quote_amount)} is above "
+            f"{INT63_MAX}",
         )
     if quote_amount == 0:
         return Rejection(
             ZERO_QUOTE_AMOUNT,
-            f"quote_amount: price {trade.price} * qty {trade.qty} // qty_unit "
-            f"{trade.qty_unit} is 0",
+            f"quote_amount: price {show_int(trade.price)} * qty {show_int(trade.qty)} // "
+            f"qty_unit {show_int(trade.qty_unit)} is 0",
         )
     return None
 
@@ -179,7 +186,7 @@ def decode_trade(raw: bytes) -> Trade | Rejection:
     """Decode one message value into a :class:`Trade`, or say why it cannot be one."""
     try:
         trade = _decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         return _classify(raw)
     # msgspec skips unknown fields without checking their UTF-8; the contract does not.
     if not raw.isascii():

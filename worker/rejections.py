@@ -19,6 +19,7 @@ __all__ = (
     "ZERO_QUOTE_AMOUNT",
     "Reason",
     "Rejection",
+    "show_int",
 )
 
 Reason = Literal[
@@ -62,3 +63,12 @@ class Rejection(msgspec.Struct, frozen=True, gc=False):
 
     reason: Reason
     detail: str
+
+
+def show_int(value: int) -> str:
+    """An integer for a detail text; beyond Python's 4300-digit str() limit, a summary."""
+    try:
+        return str(value)
+    except ValueError:
+        digits = int(value.bit_length() * 0.30103) + 1
+        return f"{'-' if value < 0 else ''}<integer of {digits} digits>"

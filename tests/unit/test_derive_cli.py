@@ -127,3 +127,9 @@ def test_sample_in_repo_derives(tmp_path: Path) -> None:
     reasons = [json.loads(x)["reason"] for x in proc.stderr.splitlines()]
     assert reasons == ["invalid_type", "unknown_symbol", "invalid_json"]
     assert len(proc.stdout.splitlines()) == 16
+
+
+def test_only_json_whitespace_is_blank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = run(tmp_path, [b" \t\r", b"\x0c", line()], monkeypatch=monkeypatch)
+    assert code == 3
+    assert [json.loads(x)["line"] for x in err.splitlines()] == [2]

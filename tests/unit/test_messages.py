@@ -180,3 +180,36 @@ def test_order_does_not_depend_on_json_key_order() -> None:
 def test_duplicate_keys_last_wins() -> None:
     raw = line().replace(b'"qty": 25000000', b'"qty": -1, "qty": 25000000')
     assert isinstance(decode_trade(raw), Trade)
+
+
+# Regressions found by the differential test against an independent implementation.
+def test_invalid_utf8_inside_a_decoded_string_is_invalid_json() -> None:
+    assert reason(line(taker_side="x").replace(b'"x"', b'"\xff"')) == "invalid_json"
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "expected"),
+    [
+        ("symbol_id", b"1" + b"0" * 5000, "unknown_symbol"),
+        ("buyer_vip", b"[1" + b"0" * 5000 + b"]", "invalid_type"),
+        ("taker_side", b'{"a": 1' + b"0" * 5000 + b"}", "invalid_value"),
+        ("qty_unit", b"1" + b"0" * 5000, "zero_quote_amount"),
+    ],
+)
+def test_integers_beyond_4300_digits_never_crash_a_detail(
+    field: str, text: bytes, expected: str
+) -> None:
+    from worker.core import Deriver
+
+    from .samples import schedule
+
+    raw = line(**{field: 7}).replace(f'"{field}": 7'.encode(), f'"{field}": '.encode() + text)
+    result = Deriver(schedule()).derive(raw)
+    assert isinstance(result, Rejection)
+    assert result.reason == expected
+    assert len(result.detail) < 300
+
+
+def test_deep_nesting_in_an_ignored_field_is_invalid_json() -> None:
+    raw = line(note=0).replace(b'"note": 0', b'"note": ' + b"[" * 5000 + b"]" * 5000)
+    assert reason(raw) == "invalid_json"
