@@ -1,0 +1,294 @@
+"""End-to-end worker benchmark on a local broker.
+
+Pre-produces trades to a 4-partition topic, then measures, each in a fresh process:
+the raw confluent-kafka consume rate (no processing: the ceiling for a Python
+consumer), (i) the worker with a sink that builds the INSERT statements and discards
+them (the worker's own cost), (ii) the worker against the REST test double (run as its
+own process), and (iii) against real TDengine when TDENGINE_URL is set.
+
+Run: ``python -m bench.bench_worker [--trades N] [--double-trades N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from bench.trades import fee_schedule_text, trade_lines
+
+PARTITIONS = 4
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def produce(bootstrap: str, topic: str, count: int) -> float:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 50,
+            "batch.num.messages": 10000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 500000,
+        }
+    )
+    start = time.perf_counter()
+    for chunk in range(0, count, 100_000):
+        for line in trade_lines(min(100_000, count - chunk), seed=chunk):
+            while True:
+                try:
+                    producer.produce(topic, line)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(120)
+    return time.perf_counter() - start
+
+
+def child(args: argparse.Namespace) -> None:
+    """One measurement in this (fresh) process; prints a JSON result line."""
+    if args.mode == "raw":
+        consumer = Consumer(
+            {
+                "bootstrap.servers": args.bootstrap,
+                "group.id": uuid.uuid4().hex,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        consumer.subscribe([args.topic])
+        seen = 0
+        start = 0.0
+        while seen < args.count:
+            batch = consumer.consume(2000, 1.0)
+            if batch and not start:
+                start = time.perf_counter()
+            seen += sum(1 for m in batch if m.error() is None)
+        elapsed = time.perf_counter() - start
+        consumer.close()
+        print(json.dumps({"seconds": elapsed, "messages": seen, "rss_mib": _rss_mib()}))
+        return
+    print(json.dumps(_run_worker(args)))
+
+
+def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
+    from worker.config import LoopOptions
+    from worker.core import Deriver
+    from worker.dead_letter import DeadLetterProducer
+    from worker.fee_schedule import parse_fee_schedule
+    from worker.loop import ConsumerLoop
+    from worker.metrics import Metrics
+    from worker.sink import MessageRows, Sink, SinkResult
+    from worker.tdengine.options import TDengineOptions
+    from worker.tdengine_sink import StatementOnlySink, TDengineSink
+
+    inner: Sink
+    if args.mode == "statements":
+        inner = StatementOnlySink()
+    else:
+        inner = TDengineSink.connect(
+            TDengineOptions(url=args.tdengine_url, database=f"bench_{uuid.uuid4().hex[:8]}")
+        )
+    flushes: list[float] = []
+
+    class TimedSink:
+        def write(self, batch: Sequence[MessageRows]) -> SinkResult:
+            start = time.perf_counter()
+            try:
+                return inner.write(batch)
+            finally:
+                flushes.append(time.perf_counter() - start)
+
+        def close(self) -> None:
+            inner.close()
+
+    config = {
+        "bootstrap.servers": args.bootstrap,
+        "group.id": uuid.uuid4().hex,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "partition.assignment.strategy": "cooperative-sticky",
+    }
+    options = LoopOptions(
+        max_rows=20_000,
+        max_bytes=1_000_000,
+        linger_ms=500,
+        poll_timeout_ms=100,
+        retry_initial_backoff_ms=200,
+        retry_max_backoff_ms=5000,
+        dead_letter_timeout_s=30,
+        shutdown_timeout_s=30,
+        not_ready_after_failing_s=60,
+        summary_interval_s=3600,
+    )
+    loop = ConsumerLoop(
+        consumer=Consumer(config),
+        topics=[args.topic],
+        deriver=Deriver(parse_fee_schedule(fee_schedule_text())),
+        sink=TimedSink(),
+        dead_letters=DeadLetterProducer(f"{args.topic}.dlq", {"bootstrap.servers": args.bootstrap}),
+        metrics=Metrics(),
+        settings=options,
+    )
+    started: list[float] = []
+
+    def watch() -> None:
+        while True:
+            progress = loop.progress
+            if progress["messages"] and not started:
+                started.append(time.perf_counter())
+            if progress["messages"] >= args.count and loop.buffered_messages == 0:
+                loop.stop()
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    loop.run()
+    elapsed = time.perf_counter() - started[0]
+    flushes.sort()
+    progress = loop.progress
+    return {
+        "seconds": elapsed,
+        "messages": progress["messages"],
+        "rows": progress["rows"],
+        "dead": progress["dead"],
+        "flushes": len(flushes),
+        "p99_flush_s": flushes[int(len(flushes) * 0.99) - 1] if flushes else 0.0,
+        "rss_mib": _rss_mib(),
+    }
+
+
+def _rss_mib() -> float:
+    for row in Path("/proc/self/status").read_text().splitlines():
+        if row.startswith("VmHWM:"):
+            return int(row.split()[1]) / 1024
+    return 0.0
+
+
+def measure(mode: str, bootstrap: str, topic: str, count: int, url: str = "") -> dict[str, Any]:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.bench_worker",
+            "--child",
+            mode,
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--count",
+            str(count),
+            "--tdengine-url",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trades", type=int, default=1_000_000)
+    parser.add_argument("--double-trades", type=int, default=100_000)
+    parser.add_argument("--child", dest="mode")
+    parser.add_argument("--bootstrap")
+    parser.add_argument("--topic")
+    parser.add_argument("--count", type=int)
+    parser.add_argument("--tdengine-url", default="")
+    args = parser.parse_args(argv)
+    if args.mode:
+        child(args)
+        return 0
+
+    from worker.local_kafka import LocalKafkaBroker
+
+    broker = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        broker = LocalKafkaBroker()
+        broker.start()
+        bootstrap = broker.bootstrap_servers
+    try:
+        topic = f"bench-{uuid.uuid4().hex[:8]}"
+        produced_s = produce(bootstrap, topic, args.trades)
+        print(f"produced {args.trades:,} trades in {produced_s:.1f} s")
+        raw = measure("raw", bootstrap, topic, args.trades)
+        raw_rate = raw["messages"] / raw["seconds"]
+        print(f"raw confluent-kafka consume:  {raw_rate:,.0f} msg/s (RSS {raw['rss_mib']:.0f} MiB)")
+        stm = measure("statements", bootstrap, topic, args.trades)
+        _report("(i) worker, statement-only sink", stm, raw_rate)
+        small = f"{topic}-double"
+        produce(bootstrap, small, args.double_trades)
+        double = subprocess.Popen(
+            [sys.executable, "-m", "worker.tdengine_double", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            url = _double_url(double)
+            _report(
+                "(ii) worker -> REST double",
+                measure("tdengine", bootstrap, small, args.double_trades, url),
+                raw_rate,
+            )
+        finally:
+            double.terminate()
+            double.wait(10)
+        real = os.environ.get("TDENGINE_URL")
+        if real:
+            _report(
+                "(iii) worker -> TDengine",
+                measure("tdengine", bootstrap, small, args.double_trades, real),
+                raw_rate,
+            )
+        else:
+            print("(iii) worker -> TDengine: skipped, TDENGINE_URL is not set")
+    finally:
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+def _double_url(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        for word in line.split():
+            if word.startswith("http://127.0.0.1:"):
+                return word.rstrip(".,")
+    raise SystemExit("the TDengine double did not print its URL")
+
+
+def _report(name: str, result: dict[str, Any], raw_rate: float) -> None:
+    trades_s = result["messages"] / result["seconds"]
+    print(
+        f"{name}: {trades_s:,.0f} trades/s, {result['rows'] / result['seconds']:,.0f} rows/s, "
+        f"{trades_s / raw_rate:.2f} of raw, p99 flush {result['p99_flush_s'] * 1000:.0f} ms, "
+        f"{result['flushes']} flushes, peak RSS {result['rss_mib']:.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
