@@ -20,9 +20,8 @@ RUN python -m venv /opt/balance-sink \
  && /opt/balance-sink/bin/pip install --no-deps --require-hashes -r requirements.lock \
  && python -m venv /opt/build \
  && /opt/build/bin/pip install --no-deps --require-hashes -r requirements-build.lock
-# README.md* : pyproject names README.md; the glob keeps the build working without it.
-COPY pyproject.toml README.md* ./
-COPY worker ./worker
+# The rest of the context: .dockerignore allow-lists pyproject.toml, README.md and worker/.
+COPY . ./
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
  && /opt/balance-sink/bin/pip install --no-deps /wheels/*.whl \
  && /opt/balance-sink/bin/pip check \

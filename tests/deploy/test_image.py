@@ -116,12 +116,17 @@ def test_every_copied_path_survives_the_dockerignore() -> None:
                 keep = negated
         return keep
 
-    for rest in _args("COPY"):
-        if rest.startswith("--from="):
-            continue
-        for source in rest.split()[:-1]:
-            source = source.rstrip("*")
-            assert included(source), f"COPY {source} is excluded by .dockerignore"
+    sources = [
+        source
+        for rest in _args("COPY")
+        if not rest.startswith("--from=")
+        for source in rest.split()[:-1]
+    ]
+    assert "." in sources, "the context is copied whole: .dockerignore decides what is in it"
+    needed = ["pyproject.toml", "README.md", "worker", "worker/cli.py", *sources]
+    for source in needed:
+        if source != ".":
+            assert included(source), f"{source} is excluded by .dockerignore"
     for private in (".venv", ".git", "tests", "deploy/compose/secrets/tdengine_password"):
         assert not included(private), f"{private} must stay out of the build context"
 
