@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any, Final
 
 import yaml
 
-__all__ = ("DEPLOY", "REPO", "load_toml", "load_yaml", "load_yaml_all")
+__all__ = ("DEPLOY", "REPO", "load_toml", "load_yaml", "load_yaml_all", "run")
 
 REPO: Final = Path(__file__).resolve().parents[2]
 DEPLOY: Final = REPO / "deploy"
@@ -53,3 +54,12 @@ def load_yaml_all(path: Path) -> list[Any]:
 def load_toml(path: Path) -> dict[str, Any]:
     with path.open("rb") as file:
         return tomllib.load(file)
+
+
+def run(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run a tool to completion, capturing text output; the caller judges the exit code."""
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd, env=env
+    )

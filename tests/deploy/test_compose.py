@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 import pytest
 
-from tests.deploy.files import DEPLOY, REPO, load_toml, load_yaml
+from tests.deploy.files import DEPLOY, REPO, load_toml, load_yaml, run
 from worker.fee_schedule import load_fee_schedule
 
 COMPOSE_FILE: Final = REPO / "docker-compose.yml"
@@ -56,9 +55,7 @@ def _docker_compose() -> list[str]:
     docker = shutil.which("docker")
     if docker is None:
         pytest.skip("the docker command is absent: `docker compose config` cannot run here")
-    probe = subprocess.run(
-        [docker, "compose", "version"], capture_output=True, text=True, timeout=60, check=False
-    )
+    probe = run(docker, "compose", "version")
     if probe.returncode != 0:
         pytest.skip(
             "docker is present but its compose plugin is not (`docker compose version` "
@@ -68,10 +65,7 @@ def _docker_compose() -> list[str]:
 
 
 def test_docker_compose_config_is_valid() -> None:
-    command = [*_docker_compose(), "-f", str(COMPOSE_FILE), "config", "-q"]
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=120, check=False, cwd=REPO
-    )
+    result = run(*_docker_compose(), "-f", str(COMPOSE_FILE), "config", "-q", cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", f"compose warns: {result.stderr}"
 
@@ -79,9 +73,7 @@ def test_docker_compose_config_is_valid() -> None:
 def test_docker_compose_resolves_the_worker_anchors() -> None:
     """What compose itself resolves from the YAML anchors matches what these tests read."""
     command = [*_docker_compose(), "-f", str(COMPOSE_FILE), "config", "--format", "json"]
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=120, check=False, cwd=REPO
-    )
+    result = run(*command, cwd=REPO)
     assert result.returncode == 0, result.stderr
     resolved = json.loads(result.stdout)["services"]
     for name, service in _workers().items():
@@ -262,13 +254,7 @@ def test_compose_secret_is_only_tdengines_default() -> None:
 
 def test_check_config_accepts_the_compose_config(tmp_path: Path) -> None:
     """`balance-sink check-config` on the compose config, paths pointed at local copies."""
-    help_text = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    ).stdout
+    help_text = run(sys.executable, "-m", "worker.cli", "--help").stdout
     if "check-config" not in help_text:
         pytest.skip("this worker has no check-config subcommand yet")
     config = _config()
@@ -280,12 +266,7 @@ def test_check_config_accepts_the_compose_config(tmp_path: Path) -> None:
     text = text.replace(config["fee_schedule"], str(fee))
     text = text.replace(config["tdengine"]["password_file"], str(password))
     (tmp_path / "config.toml").write_text(text, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "check-config", "--config", "config.toml"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,
+    result = run(
+        sys.executable, "-m", "worker.cli", "check-config", "--config", "config.toml", cwd=tmp_path
     )
     assert result.returncode == 0, result.stdout + result.stderr

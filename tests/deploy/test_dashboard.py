@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any, Final
 
 import yaml
 
-from tests.deploy.files import DEPLOY, REPO, load_yaml
+from tests.deploy.files import DEPLOY, REPO, load_yaml, run
 from tests.deploy.metric_names import (
     METRICS,
     dashboard_exprs,
@@ -142,13 +141,7 @@ def test_every_query_is_valid_promql(promtool: str, tmp_path: Path) -> None:
     }
     path = tmp_path / "dashboard_rules.yml"
     path.write_text(yaml.safe_dump(rules), encoding="utf-8")
-    result = subprocess.run(
-        [promtool, "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run(promtool, "check", "rules", str(path))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert f"SUCCESS: {len(exprs)} rules found" in output, output

@@ -8,7 +8,6 @@ import http.server
 import os
 import re
 import shutil
-import subprocess
 import sys
 import threading
 import tomllib
@@ -21,7 +20,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from tests.deploy.files import REPO, load_yaml
+from tests.deploy.files import REPO, load_yaml, run
 
 DOCKERFILE: Final = REPO / "Dockerfile"
 LOCK: Final = REPO / "requirements.lock"
@@ -64,13 +63,7 @@ def test_hadolint() -> None:
             "dependency shipping the hadolint binary)",
             pytrace=False,
         )
-    result = subprocess.run(
-        [hadolint, "--failure-threshold", "info", str(DOCKERFILE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run(hadolint, "--failure-threshold", "info", str(DOCKERFILE))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -200,7 +193,7 @@ def health_server() -> Iterator[http.server.HTTPServer]:
 
 def _probe(code: str, port: int) -> int:
     env = {**os.environ, "BALANCE_SINK_METRICS__PORT": str(port)}
-    return subprocess.run([sys.executable, "-c", code], env=env, timeout=30, check=False).returncode
+    return run(sys.executable, "-c", code, env=env, timeout=30).returncode
 
 
 @pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])

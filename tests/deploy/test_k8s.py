@@ -12,7 +12,6 @@ import importlib.util
 import json
 import re
 import shutil
-import subprocess
 import tomllib
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -23,7 +22,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.files import DEPLOY, REPO, load_toml, load_yaml, load_yaml_all
+from tests.deploy.files import DEPLOY, REPO, load_toml, load_yaml, load_yaml_all, run
 from worker.fee_schedule import parse_fee_schedule
 
 K8S: Final = DEPLOY / "k8s"
@@ -214,9 +213,7 @@ def test_kustomize_build() -> None:
             "sigs.k8s.io/kustomize/kustomize/v5@v5.7.1 provides kustomize)"
         )
     command = [kustomize, "build"] if kustomize else [str(kubectl), "kustomize"]
-    result = subprocess.run(
-        [*command, str(K8S)], capture_output=True, text=True, timeout=120, check=False
-    )
+    result = run(*command, str(K8S))
     assert result.returncode == 0, result.stderr
     built = {(doc["kind"], doc["metadata"]["name"]) for doc in _yaml_stream(result.stdout)}
     listed = load_yaml(K8S / "kustomization.yaml")["resources"]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
 
-from tests.deploy.files import DEPLOY, load_yaml
+from tests.deploy.files import DEPLOY, load_yaml, run
 from tests.deploy.metric_names import (
     HISTOGRAM_SUFFIXES,
     METRICS,
@@ -36,10 +35,6 @@ REQUIRED_ALERTS: Final = {
 }
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
-
-
 def _rules() -> list[dict[str, Any]]:
     document = load_yaml(RULES)
     return [rule for group in document["groups"] for rule in group["rules"]]
@@ -50,14 +45,14 @@ def _alerts() -> dict[str, dict[str, Any]]:
 
 
 def test_promtool_check_rules(promtool: str) -> None:
-    result = _run(promtool, "check", "rules", str(RULES))
+    result = run(promtool, "check", "rules", str(RULES))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "SUCCESS" in output, output
 
 
 def test_promtool_unit_tests(promtool: str) -> None:
-    result = _run(promtool, "test", "rules", str(RULES_TEST))
+    result = run(promtool, "test", "rules", str(RULES_TEST))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "SUCCESS" in output, output
@@ -69,7 +64,7 @@ def test_promtool_check_compose_prometheus_config(promtool: str, tmp_path: Path)
     mounted = "/etc/prometheus/rules.yml"
     assert mounted in config
     (tmp_path / "prometheus.yml").write_text(config.replace(mounted, str(RULES)))
-    result = _run(promtool, "check", "config", str(tmp_path / "prometheus.yml"))
+    result = run(promtool, "check", "config", str(tmp_path / "prometheus.yml"))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "SUCCESS" in output, output
