@@ -1,0 +1,1 @@
+"""Tests of the deploy artifacts: image, compose stack, Kubernetes manifests, rules, dashboard."""
