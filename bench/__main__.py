@@ -1,7 +1,9 @@
-"""``python -m bench``: every benchmark in turn."""
+"""``python -m bench``: every benchmark in turn (core, TDengine statements, worker)."""
 
 import sys
 
-from bench import bench_core
+from bench import bench_core, bench_tdengine, bench_worker
 
-sys.exit(bench_core.main(sys.argv[1:]))
+bench_core.main([])
+bench_tdengine.main([])
+sys.exit(bench_worker.main([]))

@@ -181,6 +181,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # taosAdapter (Go) sets TCP_NODELAY; without it, headers and body in two sends meet
+    # Nagle and delayed ACK and every kept-alive response stalls about 40 ms.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: object) -> None:
