@@ -67,6 +67,25 @@ class Batch:
         self._seen(rejected.key)
         self.rejected.append(rejected)
 
+    def add_consumed(
+        self,
+        rows: list[MessageRows],
+        rejected: list[Rejected],
+        row_count: int,
+        last_offsets: dict[TopicPartition, int],
+    ) -> None:
+        """Add what one poll returned; ``last_offsets`` is each partition's last offset.
+
+        Offsets within a partition arrive in increasing order, so the last one of a
+        poll is that partition's highest so far.
+        """
+        if not self.high_offsets:
+            self.created = time.monotonic()
+        self.rows.extend(rows)
+        self.rejected.extend(rejected)
+        self.row_count += row_count
+        self.high_offsets.update(last_offsets)
+
     def _seen(self, key: MessageKey) -> None:
         if not self.high_offsets:  # the first message: the batch's age starts now
             self.created = time.monotonic()

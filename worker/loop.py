@@ -37,10 +37,11 @@ from worker.batch import Batch, Rejected
 from worker.core import Deriver
 from worker.dead_letter import DeadLetterError, DeadLetterProducer
 from worker.errors import BalanceSinkError
+from worker.events import EVENTS_PER_TRADE
 from worker.logs import log_context
 from worker.metrics import Metrics
 from worker.rejections import Rejection
-from worker.sink import MessageKey, Sink
+from worker.sink import MessageKey, MessageRows, Sink
 from worker.tdengine.errors import FatalStoreError, TransientStoreError
 
 __all__ = ("ConsumerLoop", "LoopSettings", "WorkerStopped")
@@ -196,30 +197,34 @@ class ConsumerLoop:
             self._summary()
 
     def _take(self, messages: list[Message]) -> None:
-        batch = self._batch
         derive = self._deriver.derive
-        consumed: dict[tuple[str, int], int] = {}
+        rows: list[MessageRows] = []
+        rejected: list[Rejected] = []
+        row_count = 0
+        counts: dict[tuple[str, int], int] = {}
+        last: dict[tuple[str, int], int] = {}
         for msg in messages:
             error = msg.error()
             if error is not None:
                 self._on_message_error(error)
                 continue
-            topic = msg.topic()
-            partition = msg.partition()
-            offset = msg.offset()
-            assert topic is not None and partition is not None and offset is not None
-            tp = (topic, partition)
-            consumed[tp] = consumed.get(tp, 0) + 1
-            key = MessageKey(topic, partition, offset)
             value = msg.value()
-            result = derive(value if value is not None else b"")
+            result = derive(value if isinstance(value, bytes) else b"")
+            # A message without an error always has topic, partition and offset.
+            key = MessageKey(msg.topic(), msg.partition(), msg.offset())  # type: ignore[arg-type]
             if isinstance(result, Rejection):
-                batch.add_rejected(_rejected(msg, key, result.reason, result.detail))
+                rejected.append(_rejected(msg, key, result.reason, result.detail))
             else:
-                batch.add_rows(key, result, msg)
-        for (topic, partition), count in consumed.items():
+                rows.append(MessageRows(key, result, msg))
+                row_count += EVENTS_PER_TRADE
+            tp = (key.topic, key.partition)
+            counts[tp] = counts.get(tp, 0) + 1
+            last[tp] = key.offset
+        if last:
+            self._batch.add_consumed(rows, rejected, row_count, last)
+        for (topic, partition), count in counts.items():
             self._metrics.messages_consumed.labels(topic, str(partition)).inc(count)
-        self._totals["messages"] += sum(consumed.values())
+        self._totals["messages"] += sum(counts.values())
 
     def _on_message_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
