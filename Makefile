@@ -12,7 +12,8 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-demo: derive-sample
+demo: $(BIN)/.installed
+	$(BIN)/balance-sink demo
 
 derive-sample: $(BIN)/.installed
 	$(BIN)/balance-sink derive --fee-schedule examples/fee_schedule.toml examples/trades.jsonl

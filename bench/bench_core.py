@@ -13,10 +13,10 @@ from pathlib import Path
 
 import msgspec
 
-from bench.trades import fee_schedule_text, write_input
 from worker.core import Deriver
 from worker.fee_schedule import parse_fee_schedule
 from worker.rejections import Rejection
+from worker.samples import fee_schedule_text, write_input
 
 OUT = Path(__file__).resolve().parent / "out"
 

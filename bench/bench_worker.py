@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from bench.trades import fee_schedule_text, trade_lines
+from worker.samples import fee_schedule_text, trade_lines
 
 PARTITIONS = 4
 OUT = Path(__file__).resolve().parent / "out"

@@ -63,6 +63,12 @@ def _init_db(args: argparse.Namespace) -> int:
     return init_db(args.config)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from worker.demo import run_demo
+
+    return run_demo(trades=args.trades)
+
+
 def _tdengine_double(args: argparse.Namespace) -> int:
     from worker.tdengine_double.cli import main as double_main
 
@@ -98,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("--config", required=True, metavar="FILE", help="worker TOML config")
         sub.set_defaults(handler=handler)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the whole pipeline locally: Kafka broker, TDengine stand-in, sample trades",
+        description="Start a local Kafka broker and (unless TDENGINE_URL is set) the TDengine "
+        "REST stand-in, produce sample trades, run the worker on them and print a summary "
+        "read back through SQL. KAFKA_BOOTSTRAP and TDENGINE_URL select existing services.",
+    )
+    demo.add_argument("--trades", type=int, default=20_000, help="sample trades to produce")
+    demo.set_defaults(handler=_demo)
 
     double = commands.add_parser(
         "tdengine-double",

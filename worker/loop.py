@@ -22,7 +22,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from confluent_kafka import (
     TIMESTAMP_NOT_AVAILABLE,
@@ -116,6 +116,7 @@ class ConsumerLoop:
         self._heartbeat = clock()
         self._totals = {"messages": 0, "rows": 0, "dead": 0, "flushes": 0}
         self._last_summary = clock()
+        self._previous_handlers: dict[int, Any] = {}
 
     # -- health ------------------------------------------------------------------------
 
@@ -154,14 +155,20 @@ class ConsumerLoop:
         self._stopping = True
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT stop the loop gracefully."""
+        """SIGTERM and SIGINT stop the loop gracefully; the previous handlers come back
+        when :meth:`run` returns."""
 
         def handler(signum: int, frame: FrameType | None) -> None:
             logger.info("stop requested", extra=log_context(signal=signal.Signals(signum).name))
             self.stop()
 
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous_handlers[signum] = signal.signal(signum, handler)
+
+    def _restore_signal_handlers(self) -> None:
+        for signum, previous in self._previous_handlers.items():
+            signal.signal(signum, previous)
+        self._previous_handlers.clear()
 
     def run(self) -> None:
         """Consume until :meth:`stop`; raises :class:`WorkerStopped` on a fatal condition."""
@@ -177,6 +184,8 @@ class ConsumerLoop:
             logger.critical("stopping on a fatal condition: %s", exc)
             self._close_quietly()
             raise WorkerStopped(str(exc)) from exc
+        finally:
+            self._restore_signal_handlers()
 
     def _iterate(self) -> None:
         self._heartbeat = self._clock()

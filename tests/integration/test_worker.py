@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.deploy.metric_names import dashboard_exprs, series_names_in
+
 from .worker_support import (
     WorkerProcess,
     committed_offsets,
@@ -35,6 +37,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.tdengine, pytest.mark.timeout(600)]
 
 PARTITIONS = 4
 TRADES = 50_000
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "balance-sink.json"
 
 
 class Scenario:
@@ -134,6 +137,13 @@ def test_end_to_end_exact_rows_dead_letters_offsets_and_sigterm(
     assert status == 200, ready
     _, text = scrape(port)
     assert metric_value(text, "balance_sink_events_written_total") >= len(expected)
+    exported = {line.split("{")[0].split(" ")[0] for line in text.splitlines()
+                if line and not line.startswith("#")}  # fmt: skip
+    dashboard = {n for expr in dashboard_exprs(DASHBOARD) for n in series_names_in(expr)}
+    assert dashboard, "the dashboard queries no metric?"
+    assert dashboard <= exported, (
+        f"dashboard queries series the worker does not export: {dashboard - exported}"
+    )
     assert metric_value(text, "balance_sink_messages_dead_lettered_total") == len(reasons)
     assert worker.terminate() == 0, worker.log()[-3000:]
     assert "stopped cleanly" in worker.log()

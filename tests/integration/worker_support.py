@@ -14,10 +14,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.trades import fee_schedule_text, trade_lines
 from worker.core import Deriver
 from worker.fee_schedule import parse_fee_schedule
 from worker.rejections import Rejection
+from worker.samples import fee_schedule_text, trade_lines
 
 Row = tuple[Any, ...]
 ROW_COLUMNS = (
