@@ -37,6 +37,9 @@ __all__ = (
 ENV_PREFIX: Final = "BALANCE_SINK_"
 SQL_LIMIT_BYTES: Final = 1_048_576
 ClientValue = str | int | float | bool
+_SECRET_CLIENT_KEYS: Final = frozenset(
+    {"sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret"}
+)
 
 
 class ConfigErrors(ConfigError):
@@ -62,6 +65,14 @@ class KafkaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sasl_password_file: str | None = None
     client: dict[str, ClientValue] = msgspec.field(default_factory=dict)
     """Any librdkafka property (security.protocol, sasl.*, ssl.*, ...)."""
+
+    def __repr__(self) -> str:
+        client = {k: "***" if k in _SECRET_CLIENT_KEYS else v for k, v in self.client.items()}
+        return (
+            f"KafkaSettings(bootstrap_servers={self.bootstrap_servers!r}, "
+            f"group_id={self.group_id!r}, topics={self.topics!r}, "
+            f"dead_letter_topic={self.dead_letter_topic!r}, client={client!r})"
+        )
 
 
 class BatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -150,12 +161,16 @@ class Settings(msgspec.Struct, frozen=True):
         config["enable.auto.commit"] = False
         return config
 
+    def __repr__(self) -> str:
+        return f"Settings({self.redacted()!r})"
+
     def secrets(self) -> list[str]:
         """Secret values, to be masked wherever they would be logged."""
         found = [self.tdengine.password] if self.tdengine.password else []
-        sasl = self.kafka.client.get("sasl.password")
-        if isinstance(sasl, str) and sasl:
-            found.append(sasl)
+        for key in _SECRET_CLIENT_KEYS:
+            value = self.kafka.client.get(key)
+            if isinstance(value, str) and value:
+                found.append(value)
         return found
 
     def redacted(self) -> dict[str, Any]:
@@ -163,8 +178,8 @@ class Settings(msgspec.Struct, frozen=True):
         data: dict[str, Any] = msgspec.to_builtins(self)
         if data["tdengine"].get("password"):
             data["tdengine"]["password"] = "***"
-        if "sasl.password" in data["kafka"]["client"]:
-            data["kafka"]["client"]["sasl.password"] = "***"
+        for key in _SECRET_CLIENT_KEYS.intersection(data["kafka"]["client"]):
+            data["kafka"]["client"][key] = "***"
         return data
 
 
@@ -203,8 +218,9 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
         try:
             sections[name] = msgspec.convert(table, kind, strict=False)
         except msgspec.ValidationError as exc:
-            problems.append(_validation_problem(name, exc))
-        except ConfigError as exc:  # a section's own checks (e.g. TDengineOptions)
+            own = exc.__cause__  # a section's own checks (TDengineOptions.__post_init__)
+            problems.append(own if isinstance(own, ConfigError) else _validation_problem(name, exc))
+        except ConfigError as exc:
             problems.append(exc)
     fee_schedule = raw.pop("fee_schedule", None)
     if not isinstance(fee_schedule, str) or not fee_schedule:

@@ -1,0 +1,177 @@
+"""Worker configuration: TOML + environment, secrets, and one problem per line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from worker.config import ConfigErrors, load_settings
+
+from .samples import SCHEDULE_TOML
+
+MINIMAL = """
+fee_schedule = "fees.toml"
+[kafka]
+bootstrap_servers = "k1:9092,k2:9092"
+[tdengine]
+url = "http://td:6041"
+password = "s3cret-td"
+"""
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    (tmp_path / "fees.toml").write_text(SCHEDULE_TOML)
+    return tmp_path
+
+
+def write(config_dir: Path, text: str) -> Path:
+    path = config_dir / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def problems(config_dir: Path, text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigErrors) as info:
+        load_settings(write(config_dir, text), env or {})
+    return [p.field for p in info.value.problems]
+
+
+def test_minimal_config_gets_safe_defaults(config_dir: Path) -> None:
+    settings = load_settings(write(config_dir, MINIMAL), {})
+    assert settings.fee_schedule == str(config_dir / "fees.toml")  # relative to the config
+    assert settings.kafka.topics == ("trades",)
+    consumer = settings.consumer_config()
+    assert consumer["enable.auto.commit"] is False
+    assert consumer["enable.auto.offset.store"] is False
+    assert consumer["partition.assignment.strategy"] == "cooperative-sticky"
+    assert settings.loop.max_bytes <= 1_048_576
+
+
+def test_environment_overrides_the_file(config_dir: Path) -> None:
+    env = {
+        "BALANCE_SINK_KAFKA__BOOTSTRAP_SERVERS": "env:9092",
+        "BALANCE_SINK_KAFKA__TOPICS": "a, b",
+        "BALANCE_SINK_BATCH__MAX_ROWS": "123",
+        "BALANCE_SINK_TDENGINE__PASSWORD": "from-env",
+        "BALANCE_SINK_KAFKA__CLIENT__SASL_PASSWORD": "sasl-env",
+        "BALANCE_SINK_KAFKA__CLIENT__SECURITY_PROTOCOL": "SASL_SSL",
+        "UNRELATED": "x",
+    }
+    settings = load_settings(write(config_dir, MINIMAL), env)
+    assert settings.kafka.bootstrap_servers == "env:9092"
+    assert settings.kafka.topics == ("a", "b")
+    assert settings.batch.max_rows == 123
+    assert settings.tdengine.password == "from-env"
+    consumer = settings.consumer_config()
+    assert consumer["sasl.password"] == "sasl-env"
+    assert consumer["security.protocol"] == "SASL_SSL"
+
+
+def test_secrets_from_files_and_never_in_repr_or_redacted(config_dir: Path) -> None:
+    (config_dir / "td.pw").write_text("file-td-pw\n")
+    (config_dir / "sasl.pw").write_text("file-sasl-pw")
+    text = MINIMAL.replace('password = "s3cret-td"', 'password_file = "td.pw"').replace(
+        'bootstrap_servers = "k1:9092,k2:9092"',
+        'bootstrap_servers = "k1:9092"\nsasl_password_file = "sasl.pw"',
+    )
+    settings = load_settings(write(config_dir, text), {})
+    assert settings.tdengine.password == "file-td-pw"
+    assert set(settings.secrets()) == {"file-td-pw", "file-sasl-pw"}
+    shown = repr(settings) + str(settings.redacted())
+    assert "file-td-pw" not in shown and "file-sasl-pw" not in shown
+
+
+def test_every_problem_is_reported_and_names_its_field(config_dir: Path) -> None:
+    text = """
+fee_schedule = "fees.toml"
+mystery = 1
+[kafka]
+bootstrap_servers = "k:9092"
+dead_letter_topic = "trades"
+[kafka.client]
+"enable.auto.commit" = true
+[tdengine]
+url = "ftp://td"
+[batch]
+max_rows = "lots"
+[worker]
+max_speed = 11
+[log]
+format = "xml"
+"""
+    fields = problems(config_dir, text)
+    assert "mystery" in fields
+    assert "tdengine.url" in fields
+    assert "batch.max_rows" in fields
+    assert "worker.max_speed" in fields
+    assert "log.format" in fields
+
+
+def test_semantic_checks_after_types(config_dir: Path) -> None:
+    text = """
+fee_schedule = "fees.toml"
+[kafka]
+bootstrap_servers = "k:9092"
+dead_letter_topic = "trades"
+[kafka.client]
+"enable.auto.commit" = true
+[tdengine]
+url = "http://td:6041"
+[batch]
+max_bytes = 2000000
+"""
+    fields = problems(config_dir, text)
+    assert fields == [
+        "batch.max_bytes",
+        "kafka.dead_letter_topic",
+        "kafka.client.enable.auto.commit",
+    ]
+
+
+def test_missing_sections_and_unreadable_files(config_dir: Path) -> None:
+    assert set(problems(config_dir, "")) >= {"kafka.bootstrap_servers", "fee_schedule"}
+    missing = config_dir / "nope.toml"
+    with pytest.raises(ConfigErrors, match="cannot read"):
+        load_settings(missing, {})
+    fields = problems(config_dir, MINIMAL, {"BALANCE_SINK_NOPE__X": "1"})
+    assert fields == ["BALANCE_SINK_NOPE__X"]
+
+
+def test_check_config_command(config_dir: Path) -> None:
+    good = write(config_dir, MINIMAL)
+    ok = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "check-config", "--config", str(good)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "s3cret" not in ok.stdout + ok.stderr
+    (config_dir / "fees.toml").write_text(
+        SCHEDULE_TOML.replace("taker_fee = 2000", "taker_fee = -1")
+    )
+    bad = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "check-config", "--config", str(good)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "versions[0].symbols[0].taker_fee" in bad.stderr
+
+
+def test_run_with_a_bad_config_exits_2_naming_the_field(config_dir: Path) -> None:
+    path = write(config_dir, MINIMAL.replace('"http://td:6041"', '"nonsense"'))
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "tdengine.url" in proc.stderr
