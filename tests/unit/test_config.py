@@ -175,3 +175,10 @@ def test_run_with_a_bad_config_exits_2_naming_the_field(config_dir: Path) -> Non
     )
     assert proc.returncode == 2
     assert "tdengine.url" in proc.stderr
+
+
+def test_example_config_in_repo_is_valid() -> None:
+    root = Path(__file__).resolve().parents[2]
+    settings = load_settings(root / "examples" / "config.toml", {})
+    assert settings.tdengine.password == "taosdata"
+    assert Path(settings.fee_schedule).exists()
