@@ -23,10 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
+from confluent_kafka import Consumer
 
+from worker.demo import create_topics, produce_lines
 from worker.samples import fee_schedule_text, trade_lines
 
 PARTITIONS = 4
@@ -34,28 +33,18 @@ OUT = Path(__file__).resolve().parent / "out"
 
 
 def produce(bootstrap: str, topic: str, count: int) -> float:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 50,
-            "batch.num.messages": 10000,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 500000,
-        }
-    )
+    """Create a 4-partition topic and produce ``count`` sample trades; seconds taken."""
+    create_topics(bootstrap, {topic: PARTITIONS})
     start = time.perf_counter()
-    for chunk in range(0, count, 100_000):
-        for line in trade_lines(min(100_000, count - chunk), seed=chunk):
-            while True:
-                try:
-                    producer.produce(topic, line)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-        producer.poll(0)
-    producer.flush(120)
+    produce_lines(
+        bootstrap,
+        topic,
+        (
+            line
+            for chunk in range(0, count, 100_000)
+            for line in trade_lines(min(100_000, count - chunk), seed=chunk)
+        ),
+    )
     return time.perf_counter() - start
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import gc
 import os
-import socket
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Final
@@ -42,7 +42,7 @@ from worker.tdengine.options import TDengineOptions
 from worker.tdengine.sql import quote_identifier
 from worker.tdengine_sink import TDengineSink
 
-__all__ = ("run_demo",)
+__all__ = ("create_topics", "produce_lines", "run_demo")
 
 PARTITIONS: Final = 4
 _REVENUE_ROWS: Final = 5
@@ -59,13 +59,13 @@ def run_demo(*, trades: int = 20_000, invalid_ratio: float = 0.02) -> int:
         options = _tdengine(console, stack)
         topic = f"trades-demo-{uuid.uuid4().hex[:6]}"
         dead_letter_topic = f"{topic}.dead-letter"
-        _create_topics(bootstrap, {topic: PARTITIONS, dead_letter_topic: 1})
+        create_topics(bootstrap, {topic: PARTITIONS, dead_letter_topic: 1})
         lines = trade_lines(trades, invalid_ratio=invalid_ratio)
         console.print(
             f"producing {trades:,} sample trades to [bold]{topic}[/] "
             f"({PARTITIONS} partitions, ~{invalid_ratio:.0%} invalid on purpose)"
         )
-        _produce(bootstrap, topic, lines)
+        produce_lines(bootstrap, topic, lines)
         return _run_worker(console, bootstrap, topic, dead_letter_topic, options, len(lines))
     return 0  # pragma: no cover - ExitStack does not swallow exceptions
 
@@ -117,15 +117,25 @@ def _tdengine(console: Console, stack: ExitStack) -> TDengineOptions:
     return TDengineOptions(url=double.url, database=DATABASE)
 
 
-def _create_topics(bootstrap: str, topics: dict[str, int]) -> None:
+def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
+    """Create topics (name -> partitions, replication 1) and wait until they exist."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics([NewTopic(t, n, 1) for t, n in topics.items()])
     for future in futures.values():
         future.result(30)
 
 
-def _produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all"})
+def produce_lines(bootstrap: str, topic: str, lines: Iterable[bytes]) -> None:
+    """Produce every line as a message value and wait until all are delivered."""
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "acks": "all",
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 500_000,
+        }
+    )
     for line in lines:
         while True:
             try:
@@ -133,15 +143,8 @@ def _produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
                 break
             except BufferError:
                 producer.poll(0.05)
-    if producer.flush(60):
-        raise SystemExit("demo: the sample trades were not all delivered")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    if producer.flush(120):
+        raise SystemExit(f"{topic}: not every message was delivered")
 
 
 def _run_worker(
@@ -183,7 +186,7 @@ def _run_worker(
     server = HealthServer(
         metrics,
         host="127.0.0.1",
-        port=_free_port(),
+        port=0,
         liveness=loop.liveness,
         readiness=loop.readiness,
     )

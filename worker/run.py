@@ -20,7 +20,15 @@ from worker.loop import ConsumerLoop, WorkerStopped
 from worker.metrics import Metrics
 from worker.tdengine_sink import TDengineSink
 
-__all__ = ("EXIT_CONFIG", "EXIT_FATAL", "EXIT_OK", "check_config", "init_db", "run_worker")
+__all__ = (
+    "EXIT_CONFIG",
+    "EXIT_FATAL",
+    "EXIT_OK",
+    "check_config",
+    "init_db",
+    "load_or_report",
+    "run_worker",
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,22 +39,25 @@ EXIT_CONFIG: Final = 2
 """The configuration (or fee schedule) is invalid; nothing was started."""
 
 
-def _load(path: str) -> Settings:
-    settings = load_settings(path)
-    load_fee_schedule(settings.fee_schedule)  # validated now, so start-up fails early
+def load_or_report(path: str, *, with_fee_schedule: bool = True) -> Settings | None:
+    """Load and validate the settings (and the fee schedule, so start-up fails early);
+    on problems print one line each on stderr and return None."""
+    try:
+        settings = load_settings(path)
+        if with_fee_schedule:
+            load_fee_schedule(settings.fee_schedule)
+    except ConfigError as exc:
+        problems = exc.problems if isinstance(exc, ConfigErrors) else [exc]
+        for problem in problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return None
     return settings
 
 
 def check_config(path: str) -> int:
     """Validate a configuration file and its fee schedule; print every problem."""
-    try:
-        settings = _load(path)
-    except ConfigErrors as exc:
-        for problem in exc.problems:
-            print(f"config error: {problem}", file=sys.stderr)
-        return EXIT_CONFIG
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+    settings = load_or_report(path)
+    if settings is None:
         return EXIT_CONFIG
     print(f"configuration OK: {path} (fee schedule {settings.fee_schedule})")
     return EXIT_OK
@@ -54,12 +65,8 @@ def check_config(path: str) -> int:
 
 def run_worker(path: str) -> int:
     """Run the worker until SIGTERM/SIGINT (exit 0) or a fatal condition (exit 1)."""
-    try:
-        settings = _load(path)
-    except ConfigError as exc:
-        problems = exc.problems if isinstance(exc, ConfigErrors) else [exc]
-        for problem in problems:
-            print(f"config error: {problem}", file=sys.stderr)
+    settings = load_or_report(path)
+    if settings is None:
         return EXIT_CONFIG
     configure_logging(fmt=settings.log.format, level=settings.log.level, secrets=settings.secrets())
     logger.info(
@@ -111,12 +118,8 @@ def run_worker(path: str) -> int:
 
 def init_db(path: str) -> int:
     """Create what is missing in TDengine and check the super table; print a report."""
-    try:
-        settings = load_settings(path)
-    except ConfigError as exc:
-        problems = exc.problems if isinstance(exc, ConfigErrors) else [exc]
-        for problem in problems:
-            print(f"config error: {problem}", file=sys.stderr)
+    settings = load_or_report(path, with_fee_schedule=False)
+    if settings is None:
         return EXIT_CONFIG
     try:
         print(TDengineSink.init_database(settings.tdengine))
