@@ -107,6 +107,48 @@ def _replay(args: argparse.Namespace) -> int:
     )
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from worker.audit import AuditRequest, run_audit
+
+    return run_audit(
+        AuditRequest(
+            config=args.config,
+            from_ms=args.from_ts,
+            to_ms=args.to_ts,
+            user_id=args.user_id,
+            account_type=args.account_type,
+            format=args.format,
+            against_topic=args.against_topic,
+            topic_from_offset=args.topic_from_offset,
+            topic_from_timestamp_ms=args.topic_from_timestamp,
+            topic_to_offset=args.topic_to_offset,
+            topic_to_timestamp_ms=args.topic_to_timestamp,
+            fee_schedule=args.fee_schedule,
+            window_rows=args.window_rows,
+            max_failures=args.max_failures,
+        )
+    )
+
+
+def _non_negative(text: str) -> int:
+    from worker.specs import SpecError, parse_offset_spec
+
+    try:
+        value = parse_offset_spec(text)
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not isinstance(value, int):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _tdengine_double(args: argparse.Namespace) -> int:
     from worker.tdengine_double.cli import main as double_main
 
@@ -144,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
 
     _add_replay(commands)
+    _add_audit(commands)
 
     double = commands.add_parser(
         "tdengine-double",
@@ -251,6 +294,87 @@ def _add_replay(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="how long a failing TDengine write is retried (default 300)",
     )
     replay.set_defaults(handler=_replay, parser=replay)
+
+
+def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = commands.add_parser(
+        "audit",
+        help="check the ledger in TDengine: completeness, conservation, fees, totals",
+        description="Check every trade in [--from, --to) with aggregations pushed to TDengine: "
+        "four rows with event ids trade_id*4+0..3, per-asset conservation, FeeReceived = "
+        "TradeSettled fee; report fee revenue per asset. Times are epoch milliseconds or "
+        "ISO 8601 with a zone. Exit 0: every check passed; 1: some invariant failed (each "
+        "failure names its trade); 2: usage or configuration error; 3: could not complete "
+        "(TDengine or Kafka error).",
+    )
+    audit.add_argument("--config", required=True, metavar="FILE", help="worker TOML config")
+    audit.add_argument(
+        "--from",
+        dest="from_ts",
+        required=True,
+        type=_timestamp_ms,
+        metavar="TIME",
+        help="start of the range (inclusive)",
+    )
+    audit.add_argument(
+        "--to",
+        dest="to_ts",
+        required=True,
+        type=_timestamp_ms,
+        metavar="TIME",
+        help="end of the range (exclusive)",
+    )
+    audit.add_argument(
+        "--user-id",
+        type=_non_negative,
+        metavar="N",
+        help="only the trades in which user N has a row (all four rows checked)",
+    )
+    audit.add_argument(
+        "--account-type", type=_non_negative, metavar="N", help="only trades of account type N"
+    )
+    audit.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    audit.add_argument(
+        "--against-topic",
+        action="store_true",
+        help="also check that the topic's valid trades and the ledger's match",
+    )
+    start = audit.add_mutually_exclusive_group()
+    start.add_argument(
+        "--topic-from-offset",
+        type=_offset_spec,
+        metavar="N|P:N,...",
+        help="topic range start (default: the beginning)",
+    )
+    start.add_argument("--topic-from-timestamp", type=_timestamp_ms, metavar="TIME")
+    end = audit.add_mutually_exclusive_group()
+    end.add_argument(
+        "--topic-to-offset",
+        type=_offset_spec,
+        metavar="N|P:N,...",
+        help="topic range end, exclusive (default: the high watermarks)",
+    )
+    end.add_argument("--topic-to-timestamp", type=_timestamp_ms, metavar="TIME")
+    audit.add_argument(
+        "--fee-schedule",
+        metavar="FILE",
+        help="fee schedule for --against-topic (default: the config's)",
+    )
+    audit.add_argument(
+        "--window-rows",
+        type=_positive,
+        default=200_000,
+        metavar="N",
+        help="most rows aggregated per query window (default 200000)",
+    )
+    audit.add_argument(
+        "--max-failures",
+        type=_positive,
+        default=1000,
+        metavar="N",
+        help="failures listed in the report (all are counted; default 1000)",
+    )
+    audit.set_defaults(handler=_audit, parser=audit)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

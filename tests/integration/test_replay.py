@@ -78,9 +78,10 @@ def test_replay_from_a_timestamp_writes_exactly_the_rows_at_or_after_it(
     assert all(int(d["timestamp"]) >= ts_ms(middle) for d in dead)
     assert "replay progress" in run.output  # plain log lines when stdout is not a TTY
     # The live worker's group was never touched.
-    assert committed_offsets(consumer_config(), env.worker_group, env.topic, PARTITIONS) == [
-        -1001
-    ] * PARTITIONS
+    assert (
+        committed_offsets(consumer_config(), env.worker_group, env.topic, PARTITIONS)
+        == [-1001] * PARTITIONS
+    )
 
 
 def test_replaying_the_whole_topic_twice_changes_nothing(
