@@ -41,7 +41,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -141,8 +141,12 @@ class AuditReport(msgspec.Struct, frozen=True):
 # -- the checks ------------------------------------------------------------------------
 
 
-class Group(NamedTuple):
-    """Aggregates of one (trade, credit asset) group."""
+class Group(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """Aggregates of one (trade, credit asset) group: one row of the grouped query.
+
+    Decoded with msgspec in C: every value must be an integer (``bool`` is refused), or
+    NULL where a group may have no debit.
+    """
 
     trade_id: int
     asset: int
@@ -153,15 +157,17 @@ class Group(NamedTuple):
     debit_rows: int
     min_debit_asset: int | None
     max_debit_asset: int | None
-    debits: int
+    debits: int | None
     fees: int
     min_fee_asset: int
     max_fee_asset: int
 
 
-class FeeGroup(NamedTuple):
+class FeeGroup(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """Aggregates of the FeeReceived rows of one (trade, credit asset) group."""
 
+    trade_id: int
+    asset: int
     rows: int
     credits: int
     fees: int
@@ -174,6 +180,7 @@ GROUP_COLUMNS: Final = (
 )
 FEE_COLUMNS: Final = "trade_id, credit_asset, COUNT(*), SUM(credit_amt), SUM(fee)"
 _BY_TRADE_ASSET: Final = "GROUP BY trade_id, credit_asset"
+_NO_FEE: Final = FeeGroup(0, 0, 0, 0, 0)
 
 
 def _int(value: Any, what: str) -> int:
@@ -182,32 +189,15 @@ def _int(value: Any, what: str) -> int:
     return value
 
 
-def _opt_int(value: Any, what: str) -> int | None:
-    return None if value is None else _int(value, what)
+_T = TypeVar("_T")
 
 
-def parse_group(row: Sequence[Any]) -> Group:
-    """One result row of the ``GROUP BY trade_id, credit_asset`` query (types checked)."""
-    names = ("trade_id", "credit_asset", "COUNT(*)", "MIN(event_id)", "MAX(event_id)",
-             "SUM(credit_amt)", "COUNT(debit_amt)")  # fmt: skip
-    trade_id, asset, rows, min_event, max_event, credits, debit_rows = (
-        _int(v, n) for v, n in zip(row[:7], names, strict=True)
-    )
-    return Group(
-        trade_id,
-        asset,
-        rows,
-        min_event,
-        max_event,
-        credits,
-        debit_rows,
-        _opt_int(row[7], "MIN(debit_asset)"),
-        _opt_int(row[8], "MAX(debit_asset)"),
-        _opt_int(row[9], "SUM(debit_amt)") or 0,
-        _int(row[10], "SUM(fee)"),
-        _int(row[11], "MIN(fee_asset)"),
-        _int(row[12], "MAX(fee_asset)"),
-    )
+def decode_rows(rows: list[Sequence[Any]], kind: type[_T], what: str) -> list[_T]:
+    """Result rows as ``kind`` (array-like structs), every value type-checked."""
+    try:
+        return msgspec.convert(rows, list[kind])  # type: ignore[valid-type]
+    except msgspec.ValidationError as exc:
+        raise AuditError(f"unexpected {what} result from TDengine: {exc}") from None
 
 
 class LedgerChecker:
@@ -243,24 +233,67 @@ class LedgerChecker:
             for asset in sorted(self._fee_rows)
         ]
 
-    def check_window(
-        self, groups: Sequence[Group], fees: dict[tuple[int, int], FeeGroup]
-    ) -> list[int]:
+    def check_window(self, groups: Sequence[Group], fee_groups: Sequence[FeeGroup]) -> list[int]:
         """Check every trade of one window; returns the trade ids seen, ascending."""
         by_trade: dict[int, list[Group]] = {}
         for group in groups:
-            by_trade.setdefault(group.trade_id, []).append(group)
-        for (_, asset), fee in fees.items():
-            self._fee_rows[asset] = self._fee_rows.get(asset, 0) + fee.rows
-            self._fee_revenue[asset] = self._fee_revenue.get(asset, 0) + fee.credits
-        for trade_id in sorted(by_trade):
+            found = by_trade.get(group.trade_id)
+            if found is None:
+                by_trade[group.trade_id] = [group]
+            else:
+                found.append(group)
+        fees: dict[tuple[int, int], FeeGroup] = {}
+        fee_rows, fee_revenue = self._fee_rows, self._fee_revenue
+        for fee in fee_groups:
+            fees[(fee.trade_id, fee.asset)] = fee
+            fee_rows[fee.asset] = fee_rows.get(fee.asset, 0) + fee.rows
+            fee_revenue[fee.asset] = fee_revenue.get(fee.asset, 0) + fee.credits
+        trade_ids = sorted(by_trade)
+        rows = 0
+        for trade_id in trade_ids:
             trade_groups = by_trade[trade_id]
-            self.trades += 1
-            self.rows += sum(g.rows for g in trade_groups)
+            if len(trade_groups) == 2:
+                a, b = trade_groups
+                if a.min_event > b.min_event:
+                    a, b = b, a
+                rows += a.rows + b.rows
+                if self._correct(trade_id, a, b, fees):
+                    continue
+            else:
+                rows += sum(g.rows for g in trade_groups)
+            # Something is wrong: find out what, with messages.
             if self._complete(trade_id, trade_groups):
                 self._conserved(trade_id, trade_groups)
                 self._fees_consistent(trade_id, trade_groups, fees)
-        return sorted(by_trade)
+        self.trades += len(trade_ids)
+        self.rows += rows
+        return trade_ids
+
+    @staticmethod
+    def _correct(
+        trade_id: int, base: Group, quote: Group, fees: dict[tuple[int, int], FeeGroup]
+    ) -> bool:
+        """Every invariant of a trade at once, for the common case (no messages built)."""
+        first = trade_id * EVENTS_PER_TRADE
+        if not (
+            base.rows == 2 and quote.rows == 2
+            and base.min_event == first and base.max_event == first + 2
+            and quote.min_event == first + 1 and quote.max_event == first + 3
+            and base.debit_rows == 1 and quote.debit_rows == 1
+            and base.min_debit_asset == base.max_debit_asset == quote.asset
+            and quote.min_debit_asset == quote.max_debit_asset == base.asset
+            and base.credits == quote.debits and quote.credits == base.debits
+            and base.min_fee_asset == base.max_fee_asset == base.asset
+            and quote.min_fee_asset == quote.max_fee_asset == quote.asset
+        ):  # fmt: skip
+            return False
+        base_fee = fees.get((trade_id, base.asset), _NO_FEE)
+        quote_fee = fees.get((trade_id, quote.asset), _NO_FEE)
+        return (
+            base_fee.rows == 1 and quote_fee.rows == 1 and base_fee.fees == 0
+            and quote_fee.fees == 0 and base_fee.credits == base.fees
+            and quote_fee.credits == quote.fees
+        )  # fmt: skip
 
     def _complete(self, trade_id: int, groups: list[Group]) -> bool:
         first = trade_id * EVENTS_PER_TRADE
@@ -299,7 +332,7 @@ class LedgerChecker:
                 )  # fmt: skip
                 return
             assert g.min_debit_asset is not None
-            debits[g.min_debit_asset] = debits.get(g.min_debit_asset, 0) + g.debits
+            debits[g.min_debit_asset] = debits.get(g.min_debit_asset, 0) + (g.debits or 0)
         for asset in sorted(credits.keys() | debits.keys()):
             credit, debit = credits.get(asset, 0), debits.get(asset, 0)
             if credit != debit:
@@ -316,7 +349,7 @@ class LedgerChecker:
         for g in sorted(groups, key=lambda g: g.min_event):
             k = g.min_event - first  # 0: base side (k=0 with k=2), 1: quote side (k=1, k=3)
             settled, received = first + k, first + k + 2
-            fee = fees.get((trade_id, g.asset), FeeGroup(0, 0, 0))
+            fee = fees.get((trade_id, g.asset), _NO_FEE)
             if fee.rows != 1:
                 self.fail(
                     "fee_consistency", trade_id,
@@ -423,21 +456,12 @@ class LedgerReader:
     def groups(self, a: int, b: int, selection: Selection, extra: str) -> list[Group]:
         where = self._where(a, b, selection, extra)
         sql = f"SELECT {GROUP_COLUMNS} FROM {self._table} WHERE {where} {_BY_TRADE_ASSET}"
-        return [parse_group(row) for row in self._query(sql)]
+        return decode_rows(self._query(sql), Group, "grouped")
 
-    def fee_groups(
-        self, a: int, b: int, selection: Selection, extra: str
-    ) -> dict[tuple[int, int], FeeGroup]:
+    def fee_groups(self, a: int, b: int, selection: Selection, extra: str) -> list[FeeGroup]:
         where = self._where(a, b, selection, f"{extra} AND event_type = {EVENT_TYPE_FEE_RECEIVED}")
-        sql = (
-            f"SELECT {FEE_COLUMNS} FROM {self._table} WHERE {where} GROUP BY trade_id, credit_asset"
-        )
-        return {
-            (_int(r[0], "trade_id"), _int(r[1], "credit_asset")): FeeGroup(
-                _int(r[2], "COUNT(*)"), _int(r[3], "SUM(credit_amt)"), _int(r[4], "SUM(fee)")
-            )
-            for r in self._query(sql)
-        }
+        sql = f"SELECT {FEE_COLUMNS} FROM {self._table} WHERE {where} {_BY_TRADE_ASSET}"
+        return decode_rows(self._query(sql), FeeGroup, "FeeReceived")
 
 
 # -- the topic ---------------------------------------------------------------------------
