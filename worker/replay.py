@@ -590,7 +590,7 @@ class Replayer:
         self._batch.add_consumed(taken.rows, taken.rejected, taken.row_count, taken.last_offsets)
         self.totals.messages += len(keep)
         for tp, last in taken.last_offsets.items():
-            self._next[tp] = last + 1
+            self._next[tp] = max(self._next[tp], last + 1)  # an EOF in this poll may be past it
             if last + 1 >= self._ranges[tp].end:
                 self._finish(tp)
 
