@@ -24,6 +24,7 @@ from worker.replay import (
     ReplaySummary,
     RetentionLostError,
     format_summary,
+    make_progress,
     plan_ranges,
 )
 from worker.sink import MessageRows, SinkResult
@@ -258,3 +259,21 @@ def test_summary_text_names_counts_partitions_and_errors() -> None:
     assert "494 messages/s" in text
     assert "trades[0]  10..2000  next 1244" in text
     assert "error: stopped" in text
+
+
+def test_progress_is_log_lines_off_a_terminal_and_a_bar_when_asked(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = make_progress("auto", 200, 0.0)  # pytest's stdout is not a TTY
+    with caplog.at_level(logging.INFO, logger="worker.replay"):
+        log.update(50)
+        log.close()
+    lines = [r for r in caplog.records if r.getMessage() == "replay progress"]
+    assert len(lines) == 2
+    assert lines[-1].ctx["percent"] == 25.0 and lines[-1].ctx["total"] == 200  # type: ignore[attr-defined]
+    bar = make_progress("bar", 200, 10.0)
+    bar.update(100)
+    bar.close()
+    out = capsys.readouterr().out
+    assert "replay" in out and "50%" in out and "100/200" in out
+    assert make_progress("off", 200, 10.0).__class__.__name__ == "_NoProgress"
