@@ -554,6 +554,10 @@ class Replayer:
 
     def run(self) -> None:
         """Read every range to its end (or until :meth:`stop`); raises on a fatal error."""
+        if self._commit_enabled and self._ranges:
+            # Record every start first: a --resume after any stop then knows where each
+            # partition begins, even one that had nothing read yet.
+            self._commit({tp: r.start for tp, r in self._ranges.items()})
         if self._pending:
             self._consumer.assign(
                 [TopicPartition(t, p, self._ranges[(t, p)].start) for t, p in sorted(self._pending)]
@@ -653,15 +657,16 @@ class Replayer:
         self.totals.rows += stored.rows_written
         self.totals.dead.update(item.reason for item in stored.dead_lettered)
         if self._commit_enabled:
-            self._commit(batch.high_offsets)
+            self._commit({tp: offset + 1 for tp, offset in batch.high_offsets.items()})
         logger.debug(
             "flushed", extra=log_context(messages=len(batch), rows=stored.rows_written,
                                          dead_lettered=len(stored.dead_lettered)),
         )  # fmt: skip
         self._batch = Batch()
 
-    def _commit(self, high_offsets: Mapping[TP, int]) -> None:
-        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in sorted(high_offsets.items())]
+    def _commit(self, next_offsets: Mapping[TP, int]) -> None:
+        """Commit the next offset to read per partition to the progress group."""
+        offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(next_offsets.items())]
         try:
             results = self._consumer.commit(offsets=offsets, asynchronous=False) or []
         except KafkaException as exc:

@@ -153,7 +153,7 @@ def test_reads_to_the_end_of_each_range_and_ignores_what_follows() -> None:
     assert r.totals.rows == 4 * 8
     assert r.next_offsets == {(T, 0): 5, (T, 1): 6, (T, 2): 4}
     assert sorted(consumer.paused) == [(T, 0), (T, 1)]
-    assert consumer.commits == [[(T, 0, 5), (T, 1, 6)]]
+    assert consumer.commits == [[(T, 0, 0), (T, 1, 3), (T, 2, 4)], [(T, 0, 5), (T, 1, 6)]]
 
 
 def test_invalid_messages_are_listed_with_their_reason_and_value() -> None:
@@ -177,7 +177,7 @@ def test_partition_eof_at_the_end_finishes_a_partition_whose_last_offsets_are_ma
     r = replayer(consumer, [PartitionRange(T, 0, 0, 5)])
     r.run()
     assert r.complete and r.totals.messages == 3
-    assert consumer.commits == [[(T, 0, 3)]]
+    assert consumer.commits == [[(T, 0, 0)], [(T, 0, 3)]]
     assert r.next_offsets == {(T, 0): 5}
 
 
@@ -214,7 +214,7 @@ def test_a_failing_write_is_retried_whole_then_committed(monkeypatch: pytest.Mon
     r = replayer(consumer, [PartitionRange(T, 0, 0, 4)], sink=sink)
     r.run()
     assert sink.calls == 3 and r.totals.rows == 16
-    assert consumer.commits == [[(T, 0, 4)]]
+    assert consumer.commits == [[(T, 0, 0)], [(T, 0, 4)]]
 
 
 def test_a_write_failing_past_the_retry_budget_stops_without_committing(
@@ -225,7 +225,7 @@ def test_a_write_failing_past_the_retry_budget_stops_without_committing(
     r = replayer(consumer, [PartitionRange(T, 0, 0, 1)], sink=FlakySink(10**6), max_retry_s=0.05)
     with pytest.raises(ReplayError, match="TDengine kept failing"):
         r.run()
-    assert consumer.commits == []
+    assert consumer.commits == [[(T, 0, 0)]]  # only the start: nothing was stored
 
 
 def test_stop_stores_and_commits_what_was_read() -> None:
@@ -240,7 +240,7 @@ def test_stop_stores_and_commits_what_was_read() -> None:
     consumer.consume = consume_then_stop  # type: ignore[method-assign]
     r.run()
     assert not r.complete
-    assert consumer.commits == [[(T, 0, 2)]]
+    assert consumer.commits == [[(T, 0, 0)], [(T, 0, 2)]]
     assert r.next_offsets == {(T, 0): 2}
 
 
