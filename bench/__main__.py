@@ -1,9 +1,11 @@
-"""``python -m bench``: every benchmark in turn (core, TDengine statements, worker)."""
+"""``python -m bench``: every benchmark in turn (core, TDengine statements, worker, replay,
+audit)."""
 
 import sys
 
-from bench import bench_core, bench_tdengine, bench_worker
+from bench import bench_audit, bench_core, bench_replay, bench_tdengine, bench_worker
 
 bench_core.main([])
 bench_tdengine.main([])
-sys.exit(bench_worker.main([]))
+codes = [bench_worker.main([]), bench_replay.main([]), bench_audit.main([])]
+sys.exit(max(codes))

@@ -25,7 +25,6 @@ from types import FrameType
 from typing import Any, Final, Protocol
 
 from confluent_kafka import (
-    TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
     KafkaException,
@@ -33,22 +32,20 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from worker.batch import Batch, Rejected
+from worker.batch import Batch
 from worker.core import Deriver
 from worker.dead_letter import DeadLetterError, DeadLetterProducer
 from worker.errors import BalanceSinkError
-from worker.events import EVENTS_PER_TRADE
 from worker.logs import log_context
 from worker.metrics import Metrics
-from worker.rejections import Rejection
-from worker.sink import MessageKey, MessageRows, Sink
+from worker.pipeline import derive_messages, store_batch
+from worker.sink import Sink
 from worker.tdengine.errors import FatalStoreError, TransientStoreError
 
 __all__ = ("ConsumerLoop", "LoopSettings", "WorkerStopped")
 
 logger = logging.getLogger(__name__)
 
-SINK_REJECTED: Final = "sink_rejected"
 _CONSUME_BATCH: Final = 2000
 """Messages taken from librdkafka per consume() call."""
 
@@ -206,34 +203,14 @@ class ConsumerLoop:
             self._summary()
 
     def _take(self, messages: list[Message]) -> None:
-        derive = self._deriver.derive
-        rows: list[MessageRows] = []
-        rejected: list[Rejected] = []
-        row_count = 0
-        counts: dict[tuple[str, int], int] = {}
-        last: dict[tuple[str, int], int] = {}
-        for msg in messages:
-            error = msg.error()
-            if error is not None:
-                self._on_message_error(error)
-                continue
-            value = msg.value()
-            result = derive(value if isinstance(value, bytes) else b"")
-            # A message without an error always has topic, partition and offset.
-            key = MessageKey(msg.topic(), msg.partition(), msg.offset())  # type: ignore[arg-type]
-            if isinstance(result, Rejection):
-                rejected.append(_rejected(msg, key, result.reason, result.detail))
-            else:
-                rows.append(MessageRows(key, result, msg))
-                row_count += EVENTS_PER_TRADE
-            tp = (key.topic, key.partition)
-            counts[tp] = counts.get(tp, 0) + 1
-            last[tp] = key.offset
-        if last:
-            self._batch.add_consumed(rows, rejected, row_count, last)
-        for (topic, partition), count in counts.items():
+        taken = derive_messages(self._deriver.derive, messages, self._on_message_error)
+        if taken.last_offsets:
+            self._batch.add_consumed(
+                taken.rows, taken.rejected, taken.row_count, taken.last_offsets
+            )
+        for (topic, partition), count in taken.counts.items():
             self._metrics.messages_consumed.labels(topic, str(partition)).inc(count)
-        self._totals["messages"] += sum(counts.values())
+        self._totals["messages"] += sum(taken.counts.values())
 
     def _on_message_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
@@ -253,7 +230,9 @@ class ConsumerLoop:
         started = time.perf_counter()
         metrics = self._metrics
         try:
-            result = self._sink.write(batch.rows) if batch.rows else None
+            stored = store_batch(
+                batch, self._sink, self._dead_letters, self._settings.dead_letter_timeout_s
+            )
         except TransientStoreError as exc:
             metrics.flush_duration.labels("transient_error").observe(time.perf_counter() - started)
             self._backpressure(exc)
@@ -261,26 +240,12 @@ class ConsumerLoop:
         except FatalStoreError:
             metrics.flush_duration.labels("fatal_error").observe(time.perf_counter() - started)
             raise
-        rejected = list(batch.rejected)
-        if result is not None and result.rejected:
-            by_key = {rows.key: rows for rows in batch.rows}
-            for key, reason in result.rejected:
-                rows = by_key[key]  # type: ignore[index]
-                logger.warning(
-                    "store refused a message's rows: %s", reason,
-                    extra=log_context(topic=rows.key.topic, partition=rows.key.partition,
-                                      offset=rows.key.offset),
-                )  # fmt: skip
-                rejected.append(_rejected(rows.source, rows.key, SINK_REJECTED, reason))
+        rejected = stored.dead_lettered
         for item in rejected:
-            self._dead_letters.send(item)
-        if rejected:
-            self._dead_letters.flush(self._settings.dead_letter_timeout_s)
-            for item in rejected:
-                metrics.dead_lettered.labels(item.reason).inc()
+            metrics.dead_lettered.labels(item.reason).inc()
         self._commit(batch.high_offsets)
         elapsed = time.perf_counter() - started
-        rows_written = result.rows_written if result is not None else 0
+        rows_written = stored.rows_written
         metrics.flush_duration.labels("ok").observe(elapsed)
         metrics.events_written.inc(rows_written)
         metrics.trades_written.inc(len(batch.rows) - len(rejected) + len(batch.rejected))
@@ -441,21 +406,3 @@ class ConsumerLoop:
         self._last_summary = self._clock()
         logger.info("progress", extra=log_context(**self._totals, assigned=len(self._assigned),
                                                   paused=self._paused))  # fmt: skip
-
-
-def _rejected(msg: Message, key: MessageKey, reason: str, detail: str) -> Rejected:
-    kind, ts = msg.timestamp()
-    raw = msg.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    headers = [(k, v.encode() if isinstance(v, str) else v or b"") for k, v in pairs]
-    record_key = msg.key()
-    value = msg.value()
-    return Rejected(
-        key,
-        record_key.encode() if isinstance(record_key, str) else record_key,
-        value.encode() if isinstance(value, str) else value,
-        ts if kind != TIMESTAMP_NOT_AVAILABLE else None,
-        headers or None,
-        reason,
-        detail,
-    )

@@ -211,3 +211,21 @@ def test_cli_prints_a_stand_in_banner_and_serves() -> None:
         assert proc.wait(timeout=10) == 0
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_integer_only_results_encode_like_the_per_value_path() -> None:
+    from worker.tdengine_double.catalog import make_type
+    from worker.tdengine_double.results import QueryResult, ResultColumn
+    from worker.tdengine_double.server import encode_result
+
+    ints = [ResultColumn.of("a", make_type("BIGINT")), ResultColumn.of("b", make_type("INT"))]
+    rows: list[tuple[object, ...]] = [(1, None), (-(2**63), 7), (2**63 - 1, 0)]
+    fast = encode_result(QueryResult(ints, rows), timing_ns=5)
+    # The same values next to a VARCHAR column take the per-value path.
+    mixed = [*ints, ResultColumn.of("s", make_type("VARCHAR", 4))]
+    slow = encode_result(QueryResult(mixed, [(*r, "x") for r in rows]), timing_ns=5)
+    assert fast == (
+        b'{"code":0,"column_meta":[["a","BIGINT",8],["b","INT",4]],'
+        b'"data":[[1,null],[-9223372036854775808,7],[9223372036854775807,0]],"rows":3,"timing":5}'
+    )
+    assert slow.replace(b',"x"]', b"]").replace(b',["s","VARCHAR",4]', b"") == fast

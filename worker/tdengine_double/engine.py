@@ -405,6 +405,9 @@ class Engine:
             f'CREATE TABLE "{stable.storage}" ({", ".join(cols)}, PRIMARY KEY ({key})) '
             "WITHOUT ROWID"
         )
+        # TDengine stores rows in time order; an index on ts lets a time-range query read
+        # only its range (performance only: results are the same without it).
+        self.conn.execute(f'CREATE INDEX "{stable.storage}_ts" ON "{stable.storage}" (c0)')
 
     def _drop_database(self, stmt: DropDatabase) -> ExecResult:
         db = self.databases.get(stmt.name)

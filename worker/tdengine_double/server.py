@@ -27,6 +27,8 @@ from typing import Final, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from worker.tdengine_double import errors as E
 from worker.tdengine_double.engine import DEFAULT_SERVER_VERSION, Engine, SumOverflow
 from worker.tdengine_double.errors import TDengineError
@@ -128,6 +130,13 @@ def encode_result(
             encoders.append(lambda v: "null" if v is None else _json_string(str(v)))
         else:
             encoders.append(lambda v: "null" if v is None else str(v))
+    if not row_with_meta and cols and all(c.kind == "int" for c in cols):
+        # Integers (and NULL) only: SQLite gives 64-bit ints, which JSON writes as digits,
+        # exactly as the per-value path below would; one C call instead of one per value.
+        data = msgspec.json.encode(result.rows).decode()
+        return (
+            f'{{"code":0,"column_meta":[{meta}],"data":{data},"rows":{len(result.rows)}{timing}}}'
+        ).encode()
     parts: list[str] = []
     names = [_json_string(c.name) for c in cols]
     for row in result.rows:
