@@ -191,7 +191,8 @@ def _run_worker(
         readiness=loop.readiness,
     )
     server.start()
-    console.print(f"worker: consuming with group {group}; metrics at {server.url}/metrics")
+    metrics_url = server.url  # the bound port; read while the server is up
+    console.print(f"worker: consuming with group {group}; metrics at {metrics_url}/metrics")
     loop.install_signal_handlers()
     started = time.monotonic()
     watcher = threading.Thread(target=_watch, args=(loop, total, console), daemon=True)
@@ -204,7 +205,7 @@ def _run_worker(
     finally:
         server.stop()
     elapsed = time.monotonic() - started
-    _summary(console, options, metrics, bootstrap, group, topic, elapsed, server.url)
+    _summary(console, options, metrics, bootstrap, group, topic, elapsed, metrics_url)
     return 0
 
 
