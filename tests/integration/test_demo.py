@@ -41,5 +41,7 @@ def test_demo_runs_end_to_end_and_reports_the_ledger(kafka_bootstrap: str) -> No
     lag = re.search(r"consumer lag \(all partitions\)\s*│\s*(\d+)", out)
     assert lag is not None and lag.group(1) == "0"
     assert "fee revenue, asset 100" in out
-    url = re.search(r"http://127\.0\.0\.1:(\d+)/metrics", out)
+    url = re.search(
+        r"metrics endpoint \(while running\)\s*│\s*http://127\.0\.0\.1:(\d+)/metrics", out
+    )
     assert url is not None and int(url.group(1)) > 0, out
