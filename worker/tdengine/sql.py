@@ -19,6 +19,7 @@ ints, ``true``/``false`` and ``null`` is SQL once brackets become parentheses.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
 from typing import Annotated, Final
@@ -169,6 +170,7 @@ _ROW_KEY = attrgetter("user_id", "account_type", "ts", "event_id")
 _INSERT = b"INSERT INTO"
 _ROW_GAP = b") ("
 _CLOSE = b")"
+_SHORT_RUN = 16  # rows looked at before searching the whole rest for a subtable's end
 
 
 class InsertStatement:
@@ -353,17 +355,10 @@ class InsertBuilder:
         rows.sort(key=_BY_ACCOUNT)
         rows.sort(key=_BY_USER)
 
-        # One C pass renders every row: b'[[u,a,c1,...],[u,a,c1,...],...]'. Rows are
-        # sorted, so a subtable is one contiguous run, ending where the next subtable's
-        # first row b'],[u,a,' starts. A comma ends every token, so that search cannot
-        # match a row of another subtable, and ']' only ever closes a row.
-        encoded = _ENCODE(rows).replace(b"null", b"NULL")
-        headers = self._headers
+        # Rows are sorted, so each subtable is one contiguous run, rendered by one call
+        # of msgspec's JSON encoder (ints, true/false, null) and a few byte replaces.
+        get_header = self._headers.get
         render = self._render
-        rendered = [
-            headers.get(key) or render(key) for key in dict.fromkeys(map(_BY_SUBTABLE, rows))
-        ]
-
         limit = self._limit
         statements: list[InsertStatement] = []
         parts: list[bytes] = [_INSERT]
@@ -383,20 +378,32 @@ class InsertBuilder:
             parts = [_INSERT]
             size = len(_INSERT)
 
-        find = encoded.find
-        last = len(rendered) - 1
-        begin = len(rendered[0][0]) - 1  # the first value of the first row, after b'[[u,a,'
-        for index, (separator, header) in enumerate(rendered):
-            if index < last:
-                next_separator = rendered[index + 1][0]
-                end = find(next_separator, begin)
-                next_begin = end + len(next_separator)
+        total = len(rows)
+        low = 0  # the current subtable's first row
+        key = _BY_SUBTABLE(rows[0])
+        entry = get_header(key) or render(key)
+        while low < total:
+            # The subtable's rows end where its key changes: a short look first, since
+            # most subtables hold few rows of a batch, then the rest of the list.
+            probe = low + _SHORT_RUN
+            if probe < total:
+                high = bisect_right(rows, key, low + 1, probe, key=_BY_SUBTABLE)
+                if high == probe:
+                    high = bisect_right(rows, key, probe, total, key=_BY_SUBTABLE)
             else:
-                end = len(encoded) - 2  # before b']]'
-                next_begin = 0
-            # b'c1,...) (c1,...': the header's '(' opens the first row, _CLOSE ends the last.
-            values = encoded[begin:end].replace(separator, _ROW_GAP)
-            begin = next_begin
+                high = bisect_right(rows, key, low + 1, total, key=_BY_SUBTABLE)
+            separator, header = entry
+            # b'[[u,a,c1,...],[u,a,c1,...]]' -> b'c1,...) (c1,...': the header's '('
+            # opens the first row and _CLOSE ends the last. Every row of the run starts
+            # with the same tags, and ']' only ever closes a row.
+            values = _ENCODE(rows[low:high])[len(separator) - 1 : -2]
+            if high - low > 1:
+                values = values.replace(separator, _ROW_GAP)
+            values = values.replace(b"null", b"NULL")
+            low = high
+            if high < total:
+                key = _BY_SUBTABLE(rows[high])
+                entry = get_header(key) or render(key)
             needed = len(header) + len(values) + 1
             if size + needed <= limit:
                 parts += (header, values, _CLOSE)
