@@ -75,7 +75,7 @@ def child(args: argparse.Namespace) -> None:
 
 
 def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
-    from worker.config import LoopOptions
+    from worker.config import BatchSettings, KafkaSettings, LoopOptions, WorkerSettings
     from worker.core import Deriver
     from worker.dead_letter import DeadLetterProducer
     from worker.fee_schedule import parse_fee_schedule
@@ -105,28 +105,19 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
         def close(self) -> None:
             inner.close()
 
-    config = {
-        "bootstrap.servers": args.bootstrap,
-        "group.id": uuid.uuid4().hex,
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "partition.assignment.strategy": "cooperative-sticky",
-    }
-    options = LoopOptions(
-        max_rows=20_000,
-        max_bytes=1_000_000,
-        linger_ms=500,
-        poll_timeout_ms=100,
-        retry_initial_backoff_ms=200,
-        retry_max_backoff_ms=5000,
-        dead_letter_timeout_s=30,
-        shutdown_timeout_s=30,
-        not_ready_after_failing_s=60,
-        summary_interval_s=3600,
+    kafka = KafkaSettings(bootstrap_servers=args.bootstrap, group_id=uuid.uuid4().hex)
+    options = LoopOptions.of(
+        BatchSettings(max_rows=20_000, max_bytes=1_000_000, linger_ms=500),
+        WorkerSettings(
+            retry_initial_backoff_ms=200,
+            retry_max_backoff_ms=5000,
+            shutdown_timeout_s=30,
+            not_ready_after_failing_s=60,
+            summary_interval_s=3600,
+        ),
     )
     loop = ConsumerLoop(
-        consumer=Consumer(config),
+        consumer=Consumer(kafka.consumer_config()),
         topics=[args.topic],
         deriver=Deriver(parse_fee_schedule(fee_schedule_text())),
         sink=TimedSink(),

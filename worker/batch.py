@@ -12,7 +12,6 @@ import time
 from collections.abc import Collection
 from typing import Final, NamedTuple
 
-from worker.events import BalanceEvent
 from worker.sink import MessageKey, MessageRows
 
 __all__ = ("ROW_SQL_BYTES", "Batch", "Rejected")
@@ -56,17 +55,6 @@ class Batch:
         """Estimated SQL bytes of the buffered rows."""
         return self.row_count * ROW_SQL_BYTES
 
-    def add_rows(
-        self, key: MessageKey, events: tuple[BalanceEvent, ...], source: object = None
-    ) -> None:
-        self._seen(key)
-        self.rows.append(MessageRows(key, events, source))
-        self.row_count += len(events)
-
-    def add_rejected(self, rejected: Rejected) -> None:
-        self._seen(rejected.key)
-        self.rejected.append(rejected)
-
     def add_consumed(
         self,
         rows: list[MessageRows],
@@ -79,19 +67,12 @@ class Batch:
         Offsets within a partition arrive in increasing order, so the last one of a
         poll is that partition's highest so far.
         """
-        if not self.high_offsets:
+        if not self.high_offsets:  # the first messages: the batch's age starts now
             self.created = time.monotonic()
         self.rows.extend(rows)
         self.rejected.extend(rejected)
         self.row_count += row_count
         self.high_offsets.update(last_offsets)
-
-    def _seen(self, key: MessageKey) -> None:
-        if not self.high_offsets:  # the first message: the batch's age starts now
-            self.created = time.monotonic()
-        tp = (key.topic, key.partition)
-        if key.offset > self.high_offsets.get(tp, -1):
-            self.high_offsets[tp] = key.offset
 
     def is_due(self, *, max_rows: int, max_bytes: int, linger_s: float) -> bool:
         """Whether a flush is due now."""

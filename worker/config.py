@@ -66,6 +66,24 @@ class KafkaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     client: dict[str, ClientValue] = msgspec.field(default_factory=dict)
     """Any librdkafka property (security.protocol, sasl.*, ssl.*, ...)."""
 
+    def consumer_config(self) -> dict[str, ClientValue]:
+        """librdkafka consumer properties: ours, then the pass-through ``client``."""
+        config: dict[str, ClientValue] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "statistics.interval.ms": 5000,
+            "enable.partition.eof": False,
+        }
+        config.update(self.client)
+        # Never let pass-through properties turn on auto-commit: it would commit
+        # offsets of messages whose rows are not stored yet.
+        config["enable.auto.commit"] = False
+        return config
+
     def __repr__(self) -> str:
         client = {k: "***" if k in _SECRET_CLIENT_KEYS else v for k, v in self.client.items()}
         return (
@@ -125,6 +143,11 @@ class LoopOptions(msgspec.Struct, frozen=True):
     not_ready_after_failing_s: float
     summary_interval_s: float
 
+    @classmethod
+    def of(cls, batch: BatchSettings, worker: WorkerSettings) -> LoopOptions:
+        """The two sections merged."""
+        return cls(**msgspec.structs.asdict(batch), **msgspec.structs.asdict(worker))
+
 
 class Settings(msgspec.Struct, frozen=True):
     """The whole configuration of one worker."""
@@ -139,27 +162,11 @@ class Settings(msgspec.Struct, frozen=True):
 
     @property
     def loop(self) -> LoopOptions:
-        return LoopOptions(
-            **msgspec.structs.asdict(self.batch), **msgspec.structs.asdict(self.worker)
-        )
+        return LoopOptions.of(self.batch, self.worker)
 
     def consumer_config(self) -> dict[str, ClientValue]:
-        """librdkafka consumer properties: ours, then the pass-through ``[kafka.client]``."""
-        config: dict[str, ClientValue] = {
-            "bootstrap.servers": self.kafka.bootstrap_servers,
-            "group.id": self.kafka.group_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
-            "statistics.interval.ms": 5000,
-            "enable.partition.eof": False,
-        }
-        config.update(self.kafka.client)
-        # Never let pass-through properties turn on auto-commit: it would commit
-        # offsets of messages whose rows are not stored yet.
-        config["enable.auto.commit"] = False
-        return config
+        """librdkafka consumer properties (see :meth:`KafkaSettings.consumer_config`)."""
+        return self.kafka.consumer_config()
 
     def __repr__(self) -> str:
         return f"Settings({self.redacted()!r})"

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 from urllib.parse import unquote, urlsplit
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -162,20 +162,13 @@ def _run_worker(
         topics=(topic,),
         dead_letter_topic=dead_letter_topic,
     )
-    batch, worker = BatchSettings(linger_ms=200), WorkerSettings(summary_interval_s=3600)
-    loop_options = LoopOptions(**{**_fields(batch), **_fields(worker)})
-    consumer_config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
-        "group.id": group,
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "partition.assignment.strategy": "cooperative-sticky",
-    }
+    loop_options = LoopOptions.of(
+        BatchSettings(linger_ms=200), WorkerSettings(summary_interval_s=3600)
+    )
     metrics = Metrics()
     sink = TDengineSink.connect(options, observer=metrics)
     loop = ConsumerLoop(
-        consumer=Consumer(consumer_config),
+        consumer=Consumer(kafka.consumer_config()),
         topics=kafka.topics,
         deriver=Deriver(parse_fee_schedule(fee_schedule_text())),
         sink=sink,
@@ -207,10 +200,6 @@ def _run_worker(
     elapsed = time.monotonic() - started
     _summary(console, options, metrics, bootstrap, group, topic, elapsed, metrics_url)
     return 0
-
-
-def _fields(struct: Any) -> dict[str, Any]:
-    return {name: getattr(struct, name) for name in struct.__struct_fields__}
 
 
 def _watch(loop: ConsumerLoop, total: int, console: Console) -> None:

@@ -248,7 +248,8 @@ class ConsumerLoop:
         rows_written = stored.rows_written
         metrics.flush_duration.labels("ok").observe(elapsed)
         metrics.events_written.inc(rows_written)
-        metrics.trades_written.inc(len(batch.rows) - len(rejected) + len(batch.rejected))
+        refused = len(rejected) - len(batch.rejected)  # rows the store refused
+        metrics.trades_written.inc(len(batch.rows) - refused)
         metrics.last_flush_timestamp.set(time.time())
         self._totals["rows"] += rows_written
         self._totals["dead"] += len(rejected)
@@ -370,11 +371,10 @@ class ConsumerLoop:
             self._recovered_pause_state()
 
     def _recovered_pause_state(self) -> None:
+        """With nothing assigned and nothing buffered, no flush is pending: unpause."""
         if self._paused and not len(self._batch):
-            self._paused = False
             self._failing_since = None
-            self._metrics.paused.set(0)
-            self._metrics.paused_partitions.set(0)
+            self._resume_all()
 
     # -- shutdown ------------------------------------------------------------------------
 

@@ -29,14 +29,14 @@ def test_high_offsets_cover_rows_and_rejects_of_each_partition() -> None:
                        {("t", 0): 6, ("t", 1): 9})  # fmt: skip
     assert batch.high_offsets == {("t", 0): 6, ("t", 1): 9}
     assert len(batch) == 3 and batch.row_count == 8
-    batch.add_rejected(reject("t", 1, 10))
+    batch.add_consumed([], [reject("t", 1, 10)], 0, {("t", 1): 10})
     assert batch.high_offsets[("t", 1)] == 10
 
 
 def test_flush_is_due_at_rows_bytes_or_age() -> None:
     batch = Batch()
     assert not batch.is_due(max_rows=1, max_bytes=1, linger_s=0)  # empty: never due
-    batch.add_rows(MessageKey("t", 0, 1), rows("t", 0, 1).events)  # type: ignore[arg-type]
+    batch.add_consumed([rows("t", 0, 1)], [], 4, {("t", 0): 1})
     assert batch.is_due(max_rows=4, max_bytes=10**9, linger_s=60)
     assert not batch.is_due(max_rows=5, max_bytes=10**9, linger_s=60)
     assert batch.is_due(max_rows=5, max_bytes=4 * ROW_SQL_BYTES, linger_s=60)
