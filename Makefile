@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/balance-sink demo
+	$(BIN)/python -m worker demo
 
 derive-sample: $(BIN)/.installed
 	$(BIN)/balance-sink derive --fee-schedule examples/fee_schedule.toml examples/trades.jsonl

@@ -2,7 +2,7 @@
 
 Loading (not timed): the core derives the rows of generated trades (no invalid
 ones); the database and super table are created with SQL through the TDengine
-double's :class:`~worker.tdengine_double.Engine`, and the rows go straight into the
+double's :class:`~standins.tdengine_double.Engine`, and the rows go straight into the
 engine's SQLite storage with ``executemany`` (bypassing its INSERT parser, which is
 not what is measured here), in a file. Timed: the double serves that file as its own
 process, and ``balance-sink audit`` runs as another process against its REST API,
@@ -25,14 +25,14 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from worker.core import Deriver
-from worker.fee_schedule import parse_fee_schedule
-from worker.rejections import Rejection
-from worker.samples import fee_schedule_text, trade_lines
+from standins.samples import fee_schedule_text, trade_lines
+from standins.tdengine_double import Engine
+from worker.core.deriver import Deriver
+from worker.core.fee_schedule import parse_fee_schedule
+from worker.core.rejections import Rejection
 from worker.tdengine.options import TDengineOptions
 from worker.tdengine.schema import create_database_sql, create_stable_sql
 from worker.tdengine.sql import STABLE_NAME, subtable_name
-from worker.tdengine_double import Engine
 
 DATABASE = "ledger"
 
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"loaded {rows:,} rows ({args.trades:,} trades) in {load_s:.1f} s (not timed)")
         port = _free_port()
         double = subprocess.Popen(
-            [sys.executable, "-m", "worker.tdengine_double", "--port", str(port),
+            [sys.executable, "-m", "standins.tdengine_double", "--port", str(port),
              "--db-file", str(db_file)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             started = time.perf_counter()
             done = subprocess.run(
-                [sys.executable, "-m", "worker.cli", "audit", "--config", str(config),
+                [sys.executable, "-m", "worker", "audit", "--config", str(config),
                  "--from", "2025-01-01T00:00:00Z", "--to", "2026-01-01T00:00:00Z",
                  "--format", "json", "--window-rows", str(args.window_rows)],
                 capture_output=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},

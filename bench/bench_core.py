@@ -13,16 +13,16 @@ from pathlib import Path
 
 import msgspec
 
-from worker.core import Deriver
-from worker.fee_schedule import parse_fee_schedule
-from worker.rejections import Rejection
-from worker.samples import fee_schedule_text, write_input
+from standins.samples import fee_schedule_text, write_input
+from worker.core.deriver import Deriver
+from worker.core.fee_schedule import parse_fee_schedule
+from worker.core.rejections import Rejection
 
 OUT = Path(__file__).resolve().parent / "out"
 
 
 class PlainTrade(msgspec.Struct):
-    """The same fields as worker.messages.Trade, without bounds: the decode baseline."""
+    """The same fields as worker.core.messages.Trade, without bounds: the decode baseline."""
 
     trade_id: int
     symbol_id: int
@@ -61,7 +61,7 @@ def run_derive(fees: Path, data: Path) -> tuple[float, float, int]:
     start = time.perf_counter()
     with data.open("rb") as stdin:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "derive", "--fee-schedule", str(fees)],
+            [sys.executable, "-m", "worker", "derive", "--fee-schedule", str(fees)],
             stdin=stdin,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -1,6 +1,6 @@
 """Replay benchmark: ``balance-sink replay`` against the worker, on the same messages.
 
-Replay and the worker share the pipeline (:mod:`worker.pipeline`: derive, batch,
+Replay and the worker share the pipeline (:mod:`worker.engine.pipeline`: derive, batch,
 write, dead-letter) and batch limits, so their rates should match; this measures it.
 On a local broker (or ``KAFKA_BOOTSTRAP``), a 4-partition topic gets N generated
 trades; then, each in a fresh process: ``replay --dry-run`` (derive and count, no
@@ -24,13 +24,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.bench_worker import _double_url, measure, produce
-from worker.samples import fee_schedule_text
+from standins.samples import fee_schedule_text
 
 
 def _replay(config: Path, summary: Path, *extra: str) -> dict[str, float]:
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "replay", "--config", str(config),
+        [sys.executable, "-m", "worker", "replay", "--config", str(config),
          "--from-beginning", "--progress", "off", "--summary-file", str(summary), *extra],
         capture_output=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trades", type=int, default=200_000)
     args = parser.parse_args(argv)
 
-    from worker.local_kafka import LocalKafkaBroker
+    from standins.local_kafka import LocalKafkaBroker
 
     broker = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         broker.start()
         bootstrap = broker.bootstrap_servers
     double = subprocess.Popen(
-        [sys.executable, "-m", "worker.tdengine_double", "--port", "0"],
+        [sys.executable, "-m", "standins.tdengine_double", "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from worker.events import BalanceEvent
+from worker.core.events import BalanceEvent
 from worker.tdengine.options import TDengineOptions
 from worker.tdengine.sql import InsertBuilder
 from worker.tdengine.transport import RestTransport, open_transport
@@ -109,7 +109,7 @@ def _double_nodelay(on: bool) -> bool:
     on a kept-alive connection by ~40 ms. taosAdapter (Go) sets TCP_NODELAY, so the
     "as a real server behaves" figures switch it on here.
     """
-    from worker.tdengine_double import server
+    from standins.tdengine_double import server
 
     handler: Any = server._Handler
     previous = bool(handler.disable_nagle_algorithm)
@@ -119,7 +119,7 @@ def _double_nodelay(on: bool) -> bool:
 
 def bench_write(rows: int, users: int, batch_rows: int) -> None:
     """End-to-end rows/s into the in-process REST double."""
-    from worker.tdengine_double import TDengineDouble
+    from standins.tdengine_double import TDengineDouble
 
     trades = generate_trades(rows // 4, users, seed=11)
     groups = [RowGroup(key=("trades", 0, i), events=t) for i, t in enumerate(trades)]
@@ -162,7 +162,7 @@ def bench_clients(requests_count: int, *, nodelay: bool) -> None:
     """Requests/s: keep-alive RestTransport against taosrest.RestClient."""
     import taosrest
 
-    from worker.tdengine_double import TDengineDouble
+    from standins.tdengine_double import TDengineDouble
 
     previous = _double_nodelay(nodelay)
     with TDengineDouble() as double:

@@ -25,8 +25,8 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from worker.demo import create_topics, produce_lines
-from worker.samples import fee_schedule_text, trade_lines
+from standins.samples import fee_schedule_text, trade_lines
+from worker.commands.demo import create_topics, produce_lines
 
 PARTITIONS = 4
 OUT = Path(__file__).resolve().parent / "out"
@@ -75,15 +75,15 @@ def child(args: argparse.Namespace) -> None:
 
 
 def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
-    from worker.config import BatchSettings, KafkaSettings, LoopOptions, WorkerSettings
-    from worker.core import Deriver
-    from worker.dead_letter import DeadLetterProducer
-    from worker.fee_schedule import parse_fee_schedule
-    from worker.loop import ConsumerLoop
-    from worker.metrics import Metrics
-    from worker.sink import MessageRows, Sink, SinkResult
+    from worker.core.deriver import Deriver
+    from worker.core.fee_schedule import parse_fee_schedule
+    from worker.engine.dead_letters import DeadLetterProducer
+    from worker.engine.loop import ConsumerLoop
+    from worker.engine.sink import MessageRows, Sink, SinkResult
+    from worker.ops.config import BatchSettings, KafkaSettings, LoopOptions, WorkerSettings
+    from worker.ops.metrics import Metrics
     from worker.tdengine.options import TDengineOptions
-    from worker.tdengine_sink import StatementOnlySink, TDengineSink
+    from worker.tdengine.sink import StatementOnlySink, TDengineSink
 
     inner: Sink
     if args.mode == "statements":
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         child(args)
         return 0
 
-    from worker.local_kafka import LocalKafkaBroker
+    from standins.local_kafka import LocalKafkaBroker
 
     broker = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         small = f"{topic}-double"
         produce(bootstrap, small, args.double_trades)
         double = subprocess.Popen(
-            [sys.executable, "-m", "worker.tdengine_double", "--port", "0"],
+            [sys.executable, "-m", "standins.tdengine_double", "--port", "0"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

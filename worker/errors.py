@@ -2,7 +2,7 @@
 
 Every error the package raises on purpose derives from :class:`BalanceSinkError`.
 Subpackages keep their own ``errors.py`` with subclasses (``worker.tdengine.errors``,
-``worker.local_kafka.errors``), as msgspec and Quix Streams do.
+``standins.local_kafka.errors``), as msgspec and Quix Streams do.
 """
 
 from __future__ import annotations

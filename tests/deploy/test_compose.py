@@ -12,7 +12,7 @@ from typing import Any, Final
 import pytest
 
 from tests.deploy.files import DEPLOY, REPO, load_toml, load_yaml, run
-from worker.fee_schedule import load_fee_schedule
+from worker.core.fee_schedule import load_fee_schedule
 
 COMPOSE_FILE: Final = REPO / "docker-compose.yml"
 COMPOSE_DIR: Final = DEPLOY / "compose"
@@ -254,7 +254,7 @@ def test_compose_secret_is_only_tdengines_default() -> None:
 
 def test_check_config_accepts_the_compose_config(tmp_path: Path) -> None:
     """`balance-sink check-config` on the compose config, paths pointed at local copies."""
-    help_text = run(sys.executable, "-m", "worker.cli", "--help").stdout
+    help_text = run(sys.executable, "-m", "worker", "--help").stdout
     if "check-config" not in help_text:
         pytest.skip("this worker has no check-config subcommand yet")
     config = _config()
@@ -267,6 +267,12 @@ def test_check_config_accepts_the_compose_config(tmp_path: Path) -> None:
     text = text.replace(config["tdengine"]["password_file"], str(password))
     (tmp_path / "config.toml").write_text(text, encoding="utf-8")
     result = run(
-        sys.executable, "-m", "worker.cli", "check-config", "--config", "config.toml", cwd=tmp_path
+        sys.executable,
+        "-m",
+        "worker.commands.cli",
+        "check-config",
+        "--config",
+        "config.toml",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -116,7 +116,7 @@ def test_every_copied_path_survives_the_dockerignore() -> None:
         for source in rest.split()[:-1]
     ]
     assert "." in sources, "the context is copied whole: .dockerignore decides what is in it"
-    needed = ["pyproject.toml", "README.md", "worker", "worker/cli.py", *sources]
+    needed = ["pyproject.toml", "README.md", "worker", "worker/commands/cli.py", *sources]
     for source in needed:
         if source != ".":
             assert included(source), f"{source} is excluded by .dockerignore"

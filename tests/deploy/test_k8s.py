@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from tests.deploy.files import DEPLOY, REPO, load_toml, load_yaml, load_yaml_all, run
-from worker.fee_schedule import parse_fee_schedule
+from worker.core.fee_schedule import parse_fee_schedule
 
 K8S: Final = DEPLOY / "k8s"
 SCHEMAS: Final = Path(__file__).resolve().parent / "schemas"

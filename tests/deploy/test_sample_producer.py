@@ -14,9 +14,9 @@ import jsonschema
 import pytest
 
 from tests.deploy.files import DEPLOY, REPO
-from worker.core import Deriver
-from worker.fee_schedule import load_fee_schedule
-from worker.rejections import REASONS, Rejection
+from worker.core.deriver import Deriver
+from worker.core.fee_schedule import load_fee_schedule
+from worker.core.rejections import REASONS, Rejection
 
 SCRIPT: Final = DEPLOY / "compose" / "produce_sample.py"
 

@@ -59,7 +59,7 @@ class ReplayEnv:
         )  # fmt: skip
 
     def command(self, name: str, *args: str, config: Path | None = None) -> list[str]:
-        return [sys.executable, "-m", "worker.cli", name, "--config",
+        return [sys.executable, "-m", "worker", name, "--config",
                 str(config or self.config_path), *args]  # fmt: skip
 
     def start(

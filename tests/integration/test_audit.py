@@ -20,14 +20,14 @@ from typing import Any
 import msgspec
 import pytest
 
-from worker.core import Deriver
-from worker.events import BalanceEvent
-from worker.fee_schedule import parse_fee_schedule
-from worker.rejections import Rejection
-from worker.sink import MessageKey, MessageRows
+from worker.core.deriver import Deriver
+from worker.core.events import BalanceEvent
+from worker.core.fee_schedule import parse_fee_schedule
+from worker.core.rejections import Rejection
+from worker.engine.sink import MessageKey, MessageRows
 from worker.tdengine.options import TDengineOptions
+from worker.tdengine.sink import TDengineSink
 from worker.tdengine.sql import build_insert_statements
-from worker.tdengine_sink import TDengineSink
 
 from .replay_support import ReplayEnv
 from .worker_support import sample_lines, worker_config, write_schedule
@@ -77,7 +77,7 @@ class Ledger:
     def audit(self, *args: str) -> tuple[int, str, str]:
         """Run the CLI: exit code, stdout (the report), and stdout plus stderr."""
         done = subprocess.run(
-            [sys.executable, "-m", "worker.cli", "audit", "--config", str(self.config), *args],
+            [sys.executable, "-m", "worker", "audit", "--config", str(self.config), *args],
             capture_output=True, timeout=120,
         )  # fmt: skip
         out = done.stdout.decode()

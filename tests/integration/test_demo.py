@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from worker.core import Deriver
-from worker.fee_schedule import parse_fee_schedule
-from worker.rejections import Rejection
-from worker.samples import fee_schedule_text, trade_lines
+from standins.samples import fee_schedule_text, trade_lines
+from worker.core.deriver import Deriver
+from worker.core.fee_schedule import parse_fee_schedule
+from worker.core.rejections import Rejection
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
@@ -22,7 +22,7 @@ def test_demo_runs_end_to_end_and_reports_the_ledger(kafka_bootstrap: str) -> No
     env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap, "COLUMNS": "120"}
     env.pop("TDENGINE_URL", None)  # the demo's own stand-in, labelled as such
     proc = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "demo", "--trades", str(trades)],
+        [sys.executable, "-m", "worker", "demo", "--trades", str(trades)],
         capture_output=True,
         text=True,
         env=env,

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 import msgspec
 import pytest
 
+from standins.tdengine_double import FaultInjector
 from tests.fixtures.tdengine import TDengineEndpoint
 from tests.unit.test_tdengine_sql import trade_events
 from worker.tdengine.errors import FatalStoreError, PermanentStoreError, StoreError
 from worker.tdengine.options import TDengineOptions
 from worker.tdengine.transport import open_transport
 from worker.tdengine.writer import RowGroup, TDengineWriter
-from worker.tdengine_double import FaultInjector
 
 pytestmark = pytest.mark.tdengine
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from worker.core import Deriver
-from worker.fee_schedule import parse_fee_schedule
-from worker.rejections import Rejection
-from worker.samples import fee_schedule_text, trade_lines
+from standins.samples import fee_schedule_text, trade_lines
+from worker.core.deriver import Deriver
+from worker.core.fee_schedule import parse_fee_schedule
+from worker.core.rejections import Rejection
 
 Row = tuple[Any, ...]
 ROW_COLUMNS = (
@@ -65,7 +65,14 @@ class WorkerProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "run", "--config", str(self.config_path)],
+                [
+                    sys.executable,
+                    "-m",
+                    "worker.commands.cli",
+                    "run",
+                    "--config",
+                    str(self.config_path),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

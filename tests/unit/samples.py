@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from worker.fee_schedule import FeeSchedule, parse_fee_schedule
+from worker.core.fee_schedule import FeeSchedule, parse_fee_schedule
 
 SCHEDULE_TOML: Final = """
 [[versions]]

@@ -15,7 +15,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from worker.audit import (
+from standins.samples import fee_schedule_text, trade_lines
+from worker.commands.audit import (
     AssetTotal,
     AuditError,
     AuditReport,
@@ -30,11 +31,10 @@ from worker.audit import (
     decode_rows,
     format_report,
 )
-from worker.core import Deriver
-from worker.events import BalanceEvent
-from worker.fee_schedule import parse_fee_schedule
-from worker.rejections import Rejection
-from worker.samples import fee_schedule_text, trade_lines
+from worker.core.deriver import Deriver
+from worker.core.events import BalanceEvent
+from worker.core.fee_schedule import parse_fee_schedule
+from worker.core.rejections import Rejection
 
 replace = msgspec.structs.replace
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from worker.batch import ROW_SQL_BYTES, Batch, Rejected
-from worker.core import Deriver
-from worker.dead_letter import dead_letter_headers
-from worker.sink import MessageKey, MessageRows
+from worker.core.deriver import Deriver
+from worker.engine.batch import ROW_SQL_BYTES, Batch, Rejected
+from worker.engine.dead_letters import dead_letter_headers
+from worker.engine.sink import MessageKey, MessageRows
 
 from .samples import line, schedule
 

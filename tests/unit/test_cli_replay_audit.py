@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from worker import cli
-from worker.audit import AuditRequest
-from worker.replay import ReplayRequest, run_replay
+from worker.commands import cli
+from worker.commands.audit import AuditRequest
+from worker.commands.replay import ReplayRequest, run_replay
 
 CONFIG = """
 fee_schedule = "{schedule}"
@@ -23,7 +23,7 @@ level = "WARNING"
 
 @pytest.fixture
 def config(tmp_path: Path) -> str:
-    from worker.samples import fee_schedule_text
+    from standins.samples import fee_schedule_text
 
     schedule = tmp_path / "fees.toml"
     schedule.write_text(fee_schedule_text())
@@ -40,8 +40,8 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         seen.append(request)
         return 0
 
-    monkeypatch.setattr("worker.replay.run_replay", capture)
-    monkeypatch.setattr("worker.audit.run_audit", capture)
+    monkeypatch.setattr("worker.commands.replay.run_replay", capture)
+    monkeypatch.setattr("worker.commands.audit.run_audit", capture)
     return seen
 
 
@@ -149,6 +149,6 @@ def test_tdengine_double_gets_its_own_options(monkeypatch: pytest.MonkeyPatch) -
         seen.append(list(argv))
         return 0
 
-    monkeypatch.setattr("worker.tdengine_double.cli.main", fake_main)
+    monkeypatch.setattr("standins.tdengine_double.cli.main", fake_main)
     assert cli.main(["tdengine-double", "--port", "6041", "--db-file", "x.db"]) == 0
     assert seen == [["--port", "6041", "--db-file", "x.db"]]

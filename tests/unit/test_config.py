@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.config import ConfigErrors, load_settings
+from worker.ops.config import ConfigErrors, load_settings
 
 from .samples import SCHEDULE_TOML
 
@@ -144,7 +144,7 @@ def test_missing_sections_and_unreadable_files(config_dir: Path) -> None:
 def test_check_config_command(config_dir: Path) -> None:
     good = write(config_dir, MINIMAL)
     ok = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "check-config", "--config", str(good)],
+        [sys.executable, "-m", "worker", "check-config", "--config", str(good)],
         capture_output=True,
         text=True,
         check=False,
@@ -155,7 +155,7 @@ def test_check_config_command(config_dir: Path) -> None:
         SCHEDULE_TOML.replace("taker_fee = 2000", "taker_fee = -1")
     )
     bad = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "check-config", "--config", str(good)],
+        [sys.executable, "-m", "worker", "check-config", "--config", str(good)],
         capture_output=True,
         text=True,
         check=False,
@@ -167,7 +167,7 @@ def test_check_config_command(config_dir: Path) -> None:
 def test_run_with_a_bad_config_exits_2_naming_the_field(config_dir: Path) -> None:
     path = write(config_dir, MINIMAL.replace('"http://td:6041"', '"nonsense"'))
     proc = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "run", "--config", str(path)],
+        [sys.executable, "-m", "worker", "run", "--config", str(path)],
         capture_output=True,
         text=True,
         check=False,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.cli import main
-from worker.events import BalanceEvent
+from worker.commands.cli import main
+from worker.core.events import BalanceEvent
 
 from .samples import SCHEDULE_TOML, line
 
@@ -82,7 +82,15 @@ def test_missing_input_file_is_a_usage_error(tmp_path: Path) -> None:
     fees = tmp_path / "fees.toml"
     fees.write_text(SCHEDULE_TOML)
     proc = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "derive", "--fee-schedule", str(fees), "/nope"],
+        [
+            sys.executable,
+            "-m",
+            "worker.commands.cli",
+            "derive",
+            "--fee-schedule",
+            str(fees),
+            "/nope",
+        ],
         capture_output=True,
         check=False,
     )
@@ -93,7 +101,7 @@ def test_missing_input_file_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_usage_error_exits_2() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "derive"], capture_output=True, check=False
+        [sys.executable, "-m", "worker", "derive"], capture_output=True, check=False
     )
     assert proc.returncode == 2
     assert b"--fee-schedule" in proc.stderr
@@ -105,7 +113,15 @@ def test_stdin_and_dash_and_large_stream(tmp_path: Path) -> None:
     payload = b"\n".join(line(trade_id=i) for i in range(1, 20_001)) + b"\n"
     for extra in ([], ["-"]):
         proc = subprocess.run(
-            [sys.executable, "-m", "worker.cli", "derive", "--fee-schedule", str(fees), *extra],
+            [
+                sys.executable,
+                "-m",
+                "worker.commands.cli",
+                "derive",
+                "--fee-schedule",
+                str(fees),
+                *extra,
+            ],
             input=payload,
             capture_output=True,
             check=False,
@@ -118,7 +134,7 @@ def test_stdin_and_dash_and_large_stream(tmp_path: Path) -> None:
 
 def test_sample_in_repo_derives(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "derive", "--fee-schedule",
+        [sys.executable, "-m", "worker", "derive", "--fee-schedule",
          str(ROOT / "examples" / "fee_schedule.toml"), str(ROOT / "examples" / "trades.jsonl")],
         capture_output=True,
         check=False,

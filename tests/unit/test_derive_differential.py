@@ -32,7 +32,7 @@ from tests.unit.reference_derive import (
     reference_schedule_error,
     unlimited_int_digits,
 )
-from worker.cli import main
+from worker.commands.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 CONSOLE_SCRIPT = Path(sys.executable).with_name("balance-sink")

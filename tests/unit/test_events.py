@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from worker.core import Deriver
+from worker.core.deriver import Deriver
+from worker.core.events import BalanceEvent, check_conservation, derive_events
+from worker.core.fees import RATE_PRECISION
+from worker.core.messages import ASSET_ID_MAX, INT63_MAX, TRADE_ID_MAX, Trade
+from worker.core.rejections import Rejection
 from worker.errors import ConservationError
-from worker.events import BalanceEvent, check_conservation, derive_events
-from worker.fees import RATE_PRECISION
-from worker.messages import ASSET_ID_MAX, INT63_MAX, TRADE_ID_MAX, Trade
-from worker.rejections import Rejection
 
 from .samples import V1_US, V2_US, line, schedule
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from worker.core.fee_schedule import load_fee_schedule, parse_fee_schedule
 from worker.errors import FeeScheduleError
-from worker.fee_schedule import load_fee_schedule, parse_fee_schedule
 
 from .samples import SCHEDULE_TOML, V1_US, V2_US, schedule
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from worker.fees import RATE_PRECISION, discounted_rate, fee_for
+from worker.core.fees import RATE_PRECISION, discounted_rate, fee_for
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from worker.errors import BalanceSinkError
-from worker.http_server import HealthServer, HealthServerError
-from worker.metrics import CONTENT_TYPE, Metrics
+from worker.ops.http_server import HealthServer, HealthServerError
+from worker.ops.metrics import CONTENT_TYPE, Metrics
 
 
 class Probe:
@@ -123,7 +123,7 @@ def test_other_paths_are_404(served: Served, path: str) -> None:
 def test_requests_are_not_logged_at_info_or_printed(
     served: Served, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with caplog.at_level(logging.DEBUG, logger="worker.http_server"):
+    with caplog.at_level(logging.DEBUG, logger="worker.ops.http_server"):
         get(served.server.port, "/healthz")
         get(served.server.port, "/nope")
     assert caplog.records, "requests are still logged, at DEBUG"

@@ -1,4 +1,4 @@
-"""worker.local_kafka: config rendering, jar cache, missing tools, start-up failures.
+"""standins.local_kafka: config rendering, jar cache, missing tools, start-up failures.
 
 Tests marked ``kafka`` launch short-lived broker JVMs (jars from the real cache); the
 others need neither Java nor Maven.
@@ -25,9 +25,8 @@ from types import MethodType
 import pytest
 from confluent_kafka.admin import AdminClient
 
-import worker.local_kafka.broker as broker_module
-from worker.errors import BalanceSinkError
-from worker.local_kafka import (
+import standins.local_kafka.broker as broker_module
+from standins.local_kafka import (
     BrokerConfigError,
     BrokerNotReadyError,
     JarDownloadError,
@@ -39,7 +38,7 @@ from worker.local_kafka import (
     cache_root,
     ensure_jars,
 )
-from worker.local_kafka._config import (
+from standins.local_kafka._config import (
     BROKER_DEFAULTS,
     RESERVED_KEYS,
     new_cluster_id,
@@ -47,6 +46,7 @@ from worker.local_kafka._config import (
     port_is_free,
     render_server_properties,
 )
+from worker.errors import BalanceSinkError
 
 pytestmark = pytest.mark.timeout(60)  # tests that launch JVMs set their own
 
@@ -205,7 +205,7 @@ def test_cluster_id_starting_with_dash_is_drawn_again(monkeypatch: pytest.Monkey
     dash = uuid.UUID(bytes=base64.urlsafe_b64decode("-" + "A" * 21 + "=="))
     good = uuid.UUID(int=42)
     draws = iter([dash, dash, good])
-    monkeypatch.setattr("worker.local_kafka._config.uuid.uuid4", lambda: next(draws))
+    monkeypatch.setattr("standins.local_kafka._config.uuid.uuid4", lambda: next(draws))
     assert new_cluster_id() == base64.urlsafe_b64encode(good.bytes).decode().rstrip("=")
 
 
@@ -503,11 +503,11 @@ def test_life_cycle_skips_a_taken_picked_port_and_cleans_up(
     # The first pick is a taken port; the pre-bind check notices and picks again.
     picks = iter([(listening_port, *pick_free_ports(2))])
     monkeypatch.setattr(
-        "worker.local_kafka.broker.pick_free_ports",
+        "standins.local_kafka.broker.pick_free_ports",
         lambda n=2: next(picks, None) or pick_free_ports(n),
     )
     broker = LocalKafkaBroker()
-    caplog.set_level(logging.WARNING, logger="worker.local_kafka.broker")
+    caplog.set_level(logging.WARNING, logger="standins.local_kafka.broker")
     broker.start(timeout=60.0)
     try:
         assert broker.bootstrap_servers != f"127.0.0.1:{listening_port}"
@@ -547,9 +547,9 @@ def test_not_ready_in_time_names_the_log_and_kills_the_jvm(tmp_path: Path) -> No
 
 
 def _start_cli(tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """Run ``python -m worker.local_kafka`` (temp files under ``tmp_path``) until it is ready."""
+    """Run ``python -m standins.local_kafka`` (temp files under ``tmp_path``) until it is ready."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker.local_kafka"],
+        [sys.executable, "-m", "standins.local_kafka"],
         env={**os.environ, "TMPDIR": str(tmp_path)},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from worker.errors import ConfigError
-from worker.logs import configure_logging, log_context
+from worker.ops.logs import configure_logging, log_context
 
-log = logging.getLogger("worker.loop")
+log = logging.getLogger("worker.engine.loop")
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +49,7 @@ def json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
 
 
 def our_handlers() -> list[logging.Handler]:
-    return [h for h in logging.getLogger().handlers if type(h).__module__ == "worker.logs"]
+    return [h for h in logging.getLogger().handlers if type(h).__module__ == "worker.ops.logs"]
 
 
 def test_json_line_has_the_record_keys_and_context_at_top_level() -> None:
@@ -65,7 +65,7 @@ def test_json_line_has_the_record_keys_and_context_at_top_level() -> None:
     assert entry == {
         "ts": entry["ts"],
         "level": "INFO",
-        "logger": "worker.loop",
+        "logger": "worker.engine.loop",
         "msg": "flushed 400 rows",
         "topic": "trades",
         "partition": 3,
@@ -131,7 +131,7 @@ def test_human_line_format() -> None:
     log.info("flushed", extra=log_context(rows=400, seconds=0.012))
     line = stream.getvalue()
     ts = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
-    assert re.fullmatch(ts + r" INFO worker\.loop flushed rows=400 seconds=0\.012\n", line), line
+    assert re.fullmatch(ts + r" INFO worker\.engine\.loop flushed rows=400 seconds=0\.012\n", line), line
 
 
 def test_human_quotes_values_with_spaces_and_appends_the_traceback() -> None:
@@ -141,7 +141,7 @@ def test_human_quotes_values_with_spaces_and_appends_the_traceback() -> None:
     except KeyError:
         log.error("rejected", exc_info=True, extra=log_context(reason="out of range", empty=""))
     first, *rest = stream.getvalue().splitlines()
-    assert first.endswith(' ERROR worker.loop rejected reason="out of range" empty=""')
+    assert first.endswith(' ERROR worker.engine.loop rejected reason="out of range" empty=""')
     assert rest[0] == "Traceback (most recent call last):"
     assert rest[-1] == "KeyError: 'symbol'"
 
@@ -190,7 +190,7 @@ def test_the_longer_of_two_overlapping_secrets_is_masked_whole() -> None:
 def test_empty_secrets_are_ignored() -> None:
     stream = configured(fmt="human", secrets=["", "hunter2"])
     log.info("nothing to hide")
-    assert stream.getvalue().endswith(" INFO worker.loop nothing to hide\n")
+    assert stream.getvalue().endswith(" INFO worker.engine.loop nothing to hide\n")
 
 
 def test_masking_does_not_change_the_callers_context() -> None:

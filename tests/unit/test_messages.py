@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.messages import INT63_MAX, TRADE_ID_MAX, Trade, decode_trade
-from worker.rejections import Rejection
+from worker.core.messages import INT63_MAX, TRADE_ID_MAX, Trade, decode_trade
+from worker.core.rejections import Rejection
 
 from .samples import line, trade
 
@@ -199,7 +199,7 @@ def test_invalid_utf8_inside_a_decoded_string_is_invalid_json() -> None:
 def test_integers_beyond_4300_digits_never_crash_a_detail(
     field: str, text: bytes, expected: str
 ) -> None:
-    from worker.core import Deriver
+    from worker.core.deriver import Deriver
 
     from .samples import schedule
 

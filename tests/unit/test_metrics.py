@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 import worker
-from worker.metrics import CONTENT_TYPE, METRIC_NAMES, Metrics
+from worker.ops.metrics import CONTENT_TYPE, METRIC_NAMES, Metrics
 
 # (attribute, exported name, type, label names), written out from the spec on purpose.
 SPEC: list[tuple[str, str, str, tuple[str, ...]]] = [
@@ -350,7 +350,7 @@ def test_unreadable_librdkafka_stats_are_logged_not_raised(
     payload: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     metrics = Metrics()
-    with caplog.at_level(logging.WARNING, logger="worker.metrics"):
+    with caplog.at_level(logging.WARNING, logger="worker.ops.metrics"):
         metrics.observe_librdkafka_stats(payload)
     assert "librdkafka statistics ignored" in caplog.text
     assert "balance_sink_consumer_lag_messages{" not in metrics.render().decode()

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
-from worker import replay as replay_module
-from worker.core import Deriver
-from worker.fee_schedule import parse_fee_schedule
-from worker.replay import (
+from standins.samples import fee_schedule_text, trade_lines
+from worker.commands import replay as replay_module
+from worker.commands.replay import (
     CountingSink,
     ListedDeadLetters,
     PartitionRange,
@@ -26,8 +25,9 @@ from worker.replay import (
     make_progress,
     plan_ranges,
 )
-from worker.samples import fee_schedule_text, trade_lines
-from worker.sink import MessageRows, SinkResult
+from worker.core.deriver import Deriver
+from worker.core.fee_schedule import parse_fee_schedule
+from worker.engine.sink import MessageRows, SinkResult
 from worker.tdengine.errors import TransientStoreError
 
 T = "trades"
@@ -265,7 +265,7 @@ def test_progress_is_log_lines_off_a_terminal_and_a_bar_when_asked(
     caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     log = make_progress("auto", 200, 0.0)  # pytest's stdout is not a TTY
-    with caplog.at_level(logging.INFO, logger="worker.replay"):
+    with caplog.at_level(logging.INFO, logger="worker.commands.replay"):
         log.update(50)
         log.close()
     lines = [r for r in caplog.records if r.getMessage() == "replay progress"]

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from worker.specs import SpecError, format_timestamp_ms, parse_offset_spec, parse_timestamp_ms
+from worker.commands.specs import (
+    SpecError,
+    format_timestamp_ms,
+    parse_offset_spec,
+    parse_timestamp_ms,
+)
 
 
 @pytest.mark.parametrize(

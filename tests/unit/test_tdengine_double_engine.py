@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.tdengine_double.engine import MAX_SQL_BYTES, Engine
-from worker.tdengine_double.errors import TDengineError
-from worker.tdengine_double.results import ExecResult, QueryResult
+from standins.tdengine_double.engine import MAX_SQL_BYTES, Engine
+from standins.tdengine_double.errors import TDengineError
+from standins.tdengine_double.results import ExecResult, QueryResult
 
 NOW_S = 1_750_000_000.0
 TS = 1_749_990_000_000_000  # a few hours before NOW_S, in microseconds

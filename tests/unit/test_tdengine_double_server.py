@@ -13,7 +13,7 @@ import requests
 import taosrest
 from taosrest.errors import ConnectError, HTTPError
 
-from worker.tdengine_double import TDengineDouble
+from standins.tdengine_double import TDengineDouble
 
 TS = (int(time.time()) - 3600) * 1_000_000
 
@@ -187,7 +187,7 @@ def test_cli_prints_a_stand_in_banner_and_serves() -> None:
         [
             sys.executable,
             "-m",
-            "worker.tdengine_double",
+            "standins.tdengine_double",
             "--port",
             "0",
             "--server-version",
@@ -214,9 +214,9 @@ def test_cli_prints_a_stand_in_banner_and_serves() -> None:
 
 
 def test_integer_only_results_encode_like_the_per_value_path() -> None:
-    from worker.tdengine_double.catalog import make_type
-    from worker.tdengine_double.results import QueryResult, ResultColumn
-    from worker.tdengine_double.server import encode_result
+    from standins.tdengine_double.catalog import make_type
+    from standins.tdengine_double.results import QueryResult, ResultColumn
+    from standins.tdengine_double.server import encode_result
 
     ints = [ResultColumn.of("a", make_type("BIGINT")), ResultColumn.of("b", make_type("INT"))]
     rows: list[tuple[object, ...]] = [(1, None), (-(2**63), 7), (2**63 - 1, 0)]

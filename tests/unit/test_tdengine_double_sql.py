@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.tdengine_double import sql as S
-from worker.tdengine_double.errors import TDengineError
+from standins.tdengine_double import sql as S
+from standins.tdengine_double.errors import TDengineError
 
 
 def parse(text: str, pk_keyword: str = "composite") -> S.Statement:

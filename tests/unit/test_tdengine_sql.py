@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from worker.events import BalanceEvent
+from worker.core.events import BalanceEvent
 from worker.tdengine.errors import OptionsError, RowValueError, StatementSizeError
 from worker.tdengine.sql import (
     COLUMNS,

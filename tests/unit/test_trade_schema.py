@@ -10,8 +10,8 @@ import jsonschema
 import msgspec
 import pytest
 
-from worker.messages import Trade, decode_trade
-from worker.rejections import Rejection
+from worker.core.messages import Trade, decode_trade
+from worker.core.rejections import Rejection
 
 from .samples import trade
 

@@ -33,7 +33,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from worker.events import BalanceEvent
+from worker.core.events import BalanceEvent
 from worker.tdengine.errors import (
     TABLE_MISSING_CODES,
     FatalStoreError,

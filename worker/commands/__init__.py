@@ -1,0 +1,1 @@
+"""The commands on top: ``derive``, ``run``, ``replay``, ``audit``, ``demo`` and the CLI."""

@@ -1,0 +1,133 @@
+"""``balance-sink run``: assemble the worker from its configuration and run it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Final
+
+from confluent_kafka import Consumer
+
+from worker import __version__
+from worker.core.deriver import Deriver
+from worker.core.fee_schedule import load_fee_schedule
+from worker.engine.dead_letters import DeadLetterProducer
+from worker.engine.loop import ConsumerLoop, WorkerStopped
+from worker.errors import BalanceSinkError, ConfigError
+from worker.ops.config import ConfigErrors, Settings, load_settings
+from worker.ops.http_server import HealthServer
+from worker.ops.logs import configure_logging, log_context
+from worker.ops.metrics import Metrics
+from worker.tdengine.sink import TDengineSink
+
+__all__ = (
+    "EXIT_CONFIG",
+    "EXIT_FATAL",
+    "EXIT_OK",
+    "check_config",
+    "init_db",
+    "load_or_report",
+    "run_worker",
+)
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK: Final = 0
+EXIT_FATAL: Final = 1
+"""A fatal condition stopped the worker; nothing further was committed."""
+EXIT_CONFIG: Final = 2
+"""The configuration (or fee schedule) is invalid; nothing was started."""
+
+
+def load_or_report(path: str, *, with_fee_schedule: bool = True) -> Settings | None:
+    """Load and validate the settings (and the fee schedule, so start-up fails early);
+    on problems print one line each on stderr and return None."""
+    try:
+        settings = load_settings(path)
+        if with_fee_schedule:
+            load_fee_schedule(settings.fee_schedule)
+    except ConfigError as exc:
+        problems = exc.problems if isinstance(exc, ConfigErrors) else [exc]
+        for problem in problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return None
+    return settings
+
+
+def check_config(path: str) -> int:
+    """Validate a configuration file and its fee schedule; print every problem."""
+    settings = load_or_report(path)
+    if settings is None:
+        return EXIT_CONFIG
+    print(f"configuration OK: {path} (fee schedule {settings.fee_schedule})")
+    return EXIT_OK
+
+
+def run_worker(path: str) -> int:
+    """Run the worker until SIGTERM/SIGINT (exit 0) or a fatal condition (exit 1)."""
+    settings = load_or_report(path)
+    if settings is None:
+        return EXIT_CONFIG
+    configure_logging(fmt=settings.log.format, level=settings.log.level, secrets=settings.secrets())
+    logger.info(
+        "starting balance-sink %s", __version__, extra=log_context(config=settings.redacted())
+    )
+    metrics = Metrics()
+    deriver = Deriver(load_fee_schedule(settings.fee_schedule))
+    try:
+        sink = TDengineSink.connect(settings.tdengine, observer=metrics)
+    except BalanceSinkError as exc:
+        logger.critical("cannot start: TDengine: %s", exc)
+        return EXIT_FATAL
+    consumer_config = settings.consumer_config()
+    consumer_config["stats_cb"] = metrics.observe_librdkafka_stats  # type: ignore[assignment]
+    consumer_config["error_cb"] = _log_kafka_error  # type: ignore[assignment]
+    dead_letters = DeadLetterProducer(settings.kafka.dead_letter_topic, settings.consumer_config())
+    loop = ConsumerLoop(
+        consumer=Consumer(consumer_config),
+        topics=settings.kafka.topics,
+        deriver=deriver,
+        sink=sink,
+        dead_letters=dead_letters,
+        metrics=metrics,
+        settings=settings.loop,
+    )
+    server: HealthServer | None = None
+    if settings.metrics.enabled:
+        server = HealthServer(
+            metrics, host=settings.metrics.host, port=settings.metrics.port,
+            liveness=loop.liveness, readiness=loop.readiness,
+        )  # fmt: skip
+        try:
+            server.start()
+        except BalanceSinkError as exc:
+            logger.critical("cannot start: %s", exc)
+            return EXIT_FATAL
+        logger.info("metrics and health on %s", server.url)
+    loop.install_signal_handlers()
+    try:
+        loop.run()
+    except WorkerStopped as exc:
+        logger.critical("worker stopped: %s", exc)
+        return EXIT_FATAL
+    finally:
+        if server is not None:
+            server.stop()
+    return EXIT_OK
+
+
+def init_db(path: str) -> int:
+    """Create what is missing in TDengine and check the super table; print a report."""
+    settings = load_or_report(path, with_fee_schedule=False)
+    if settings is None:
+        return EXIT_CONFIG
+    try:
+        print(TDengineSink.init_database(settings.tdengine))
+    except BalanceSinkError as exc:
+        print(f"init-db failed: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    return EXIT_OK
+
+
+def _log_kafka_error(error: object) -> None:
+    logger.warning("kafka client: %s", error)

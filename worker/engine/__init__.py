@@ -1,0 +1,1 @@
+"""The stream engine: batch, offsets, flush, commit, dead letters, and the sink contract."""

@@ -1,0 +1,1 @@
+"""Operations: configuration, metrics, logs and the HTTP health endpoints."""
