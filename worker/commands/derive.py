@@ -15,14 +15,10 @@ import msgspec
 from worker.core.deriver import Deriver
 from worker.core.events import BalanceEvent
 from worker.core.rejections import Rejection
+from worker.exit_codes import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 
 __all__ = ("EXIT_OK", "EXIT_REJECTED", "EXIT_USAGE", "derive_stream")
 
-EXIT_OK: Final = 0
-EXIT_REJECTED: Final = 3
-"""At least one input line was rejected."""
-EXIT_USAGE: Final = 2
-"""Usage or fee-schedule error; nothing was written on stdout."""
 
 _JSON_WHITESPACE: Final = b" \t\r\n"
 """A blank line is empty or holds only JSON whitespace; anything else is parsed."""

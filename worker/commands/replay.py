@@ -45,6 +45,7 @@ from worker.engine.dead_letters import DeadLetterError, DeadLetterProducer
 from worker.engine.pipeline import DeadLetters, derive_messages, store_batch
 from worker.engine.sink import MessageRows, Sink, SinkResult
 from worker.errors import BalanceSinkError, ConfigError
+from worker.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from worker.ops.config import ConfigErrors, Settings, load_settings
 from worker.ops.logs import configure_logging, log_context
 from worker.tdengine.errors import FatalStoreError, TransientStoreError
@@ -73,11 +74,6 @@ __all__ = (
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-"""Stopped before the end (fatal error or signal); the summary says how far it got."""
-EXIT_USAGE: Final = 2
-"""Bad arguments, configuration, fee schedule, or a range that is not there; nothing read."""
 
 _CONSUME_BATCH: Final = 2000
 _METADATA_TIMEOUT_S: Final = 15.0

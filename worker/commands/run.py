@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Final
 
 from confluent_kafka import Consumer
 
@@ -14,6 +13,7 @@ from worker.core.fee_schedule import load_fee_schedule
 from worker.engine.dead_letters import DeadLetterProducer
 from worker.engine.loop import ConsumerLoop, WorkerStopped
 from worker.errors import BalanceSinkError, ConfigError
+from worker.exit_codes import EXIT_CONFIG, EXIT_FATAL, EXIT_OK
 from worker.ops.config import ConfigErrors, Settings, load_settings
 from worker.ops.http_server import HealthServer
 from worker.ops.logs import configure_logging, log_context
@@ -31,12 +31,6 @@ __all__ = (
 )
 
 logger = logging.getLogger(__name__)
-
-EXIT_OK: Final = 0
-EXIT_FATAL: Final = 1
-"""A fatal condition stopped the worker; nothing further was committed."""
-EXIT_CONFIG: Final = 2
-"""The configuration (or fee schedule) is invalid; nothing was started."""
 
 
 def load_or_report(path: str, *, with_fee_schedule: bool = True) -> Settings | None:
