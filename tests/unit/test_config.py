@@ -140,8 +140,10 @@ def test_missing_sections_and_unreadable_files(config_dir: Path) -> None:
     missing = config_dir / "nope.toml"
     with pytest.raises(ConfigErrors, match="cannot read"):
         load_settings(missing, {})
-    fields = problems(config_dir, MINIMAL, {"BALANCE_SINK_NOPE__X": "1"})
-    assert fields == ["BALANCE_SINK_NOPE__X"]
+    fields = problems(
+        config_dir, MINIMAL, {"BALANCE_SINK_NOPE__X": "1", "BALANCE_SINK_CACHE": "/c"}
+    )
+    assert fields == ["BALANCE_SINK_NOPE__X"]  # BALANCE_SINK_CACHE is the stand-ins' jar cache
 
 
 def test_check_config_command(config_dir: Path) -> None:

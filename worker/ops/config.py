@@ -211,6 +211,8 @@ _SECTIONS: Final[Mapping[str, type[msgspec.Struct]]] = {
     "metrics": MetricsSettings,
     "log": LogSettings,
 }
+_NOT_OVERRIDES: Final = frozenset({f"{ENV_PREFIX}CACHE"})
+"""Variables with our prefix that are not settings (the stand-ins' jar cache)."""
 _ANY_CASE: Final[Mapping[str, Mapping[str, Callable[[str], str]]]] = {
     "log": {"level": str.upper, "format": str.lower},
 }
@@ -332,7 +334,7 @@ def _convert(
 
 def _apply_environment(raw: dict[str, Any], load: _Loader) -> None:
     for name, value in load.environ.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in _NOT_OVERRIDES:
             continue
         parts = name[len(ENV_PREFIX) :].lower().split("__")
         if parts == ["fee_schedule"]:
