@@ -48,6 +48,7 @@ import msgspec
 from worker.commands.specs import OffsetSpec, format_timestamp_ms
 from worker.core.events import EVENT_TYPE_FEE_RECEIVED, EVENTS_PER_TRADE, PLATFORM_USER_ID
 from worker.errors import BalanceSinkError
+from worker.ops.kafka_logs import kafka_client_config
 from worker.ops.logs import log_context
 from worker.tdengine.sql import STABLE_NAME, quote_identifier
 
@@ -529,7 +530,7 @@ def read_topic(settings: Any, request: AuditRequest, trades: TopicTrades) -> Top
     config.update({"group.id": f"balance-sink-audit-{uuid.uuid4().hex[:12]}",
                    "enable.partition.eof": True, "auto.offset.reset": "error"})  # fmt: skip
     config.pop("statistics.interval.ms", None)
-    consumer = Consumer(config)
+    consumer = Consumer(kafka_client_config(config))
     try:
         ranges = resolve_ranges(consumer, settings.kafka.topics, topic_request)
         loop = settings.loop
