@@ -35,30 +35,35 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 def test_run_with_an_unreachable_cluster_exits_1_in_a_few_json_lines(tmp_path: Path) -> None:
     schedule, _ = write_schedule(tmp_path)
+    port = free_port()
     config = tmp_path / "config.toml"
     # TDengine is never contacted: the worker waits for Kafka before anything else.
     config.write_text(
         f'fee_schedule = "{schedule}"\n'
-        f'[kafka]\nbootstrap_servers = "{UNREACHABLE}"\nstartup_wait_s = 4\n'
+        f'[kafka]\nbootstrap_servers = "{UNREACHABLE}"\nstartup_wait_s = 6\n'
         '[tdengine]\nurl = "http://127.0.0.1:9"\npassword = "never-used-here"\n'
-        "[metrics]\nport = 0\n"
+        f'[metrics]\nhost = "127.0.0.1"\nport = {port}\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("BALANCE_SINK_")}
-    proc = subprocess.run(
+    with subprocess.Popen(
         [sys.executable, "-m", "worker", "run", "--config", str(config)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=120,
-        check=False,
         env=env,
-    )
-    output = proc.stdout + proc.stderr
+    ) as proc:
+        # While it waits (bounded), probes keep it alive and out of service.
+        wait_until(lambda: scrape(port, "/healthz")[0] != 0 or proc.poll() is not None, 30,
+                   "the health endpoint")  # fmt: skip
+        assert scrape(port, "/healthz") == (200, "ok\n")
+        assert scrape(port, "/readyz") == (503, "starting\n")
+        output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 1, output
     entries = json_lines(output)
     assert len(entries) <= 40, output
     last = entries[-1]
     assert last["level"] == "CRITICAL"
-    assert last["msg"].startswith(f"cannot start: Kafka at {UNREACHABLE} did not answer within 4 s")
+    assert last["msg"].startswith(f"cannot start: Kafka at {UNREACHABLE} did not answer within 6 s")
     assert "Connection refused" in last["msg"]  # the last error
     # librdkafka's own lines are there, structured, and collapsed.
     fails = [e for e in entries if e["logger"] == "librdkafka" and e["facility"] == "FAIL"]

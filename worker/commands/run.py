@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import Final
 
 from confluent_kafka import Consumer
@@ -33,6 +34,8 @@ __all__ = (
 )
 
 logger = logging.getLogger(__name__)
+
+Probe = Callable[[], tuple[bool, str]]
 
 EXIT_OK: Final = 0
 EXIT_FATAL: Final = 1
@@ -81,14 +84,54 @@ def run_worker(path: str) -> int:
         flush_kafka_logs()
 
 
+class _Probes:
+    """What /healthz and /readyz answer; the checks change once the loop exists.
+
+    While starting (bounded waits for Kafka and TDengine), the worker is alive and not
+    ready, so an orchestrator's probes neither kill it nor route to it: it exits by
+    itself, with its reason, if a wait runs out.
+    """
+
+    def __init__(self) -> None:
+        self.live: Probe = lambda: (True, "ok")
+        self.ready: Probe = lambda: (False, "starting")
+
+    def liveness(self) -> tuple[bool, str]:
+        return self.live()
+
+    def readiness(self) -> tuple[bool, str]:
+        return self.ready()
+
+
 def _run(settings: Settings) -> int:
+    metrics = Metrics()
+    probes = _Probes()
+    server: HealthServer | None = None
+    if settings.metrics.enabled:
+        server = HealthServer(
+            metrics, host=settings.metrics.host, port=settings.metrics.port,
+            liveness=probes.liveness, readiness=probes.readiness,
+        )  # fmt: skip
+        try:
+            server.start()
+        except BalanceSinkError as exc:
+            logger.critical("cannot start: %s", exc)
+            return EXIT_FATAL
+        logger.info("metrics and health on %s", server.url)
+    try:
+        return _start_and_consume(settings, metrics, probes)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _start_and_consume(settings: Settings, metrics: Metrics, probes: _Probes) -> int:
     kafka = settings.kafka
     try:  # Kafka first: nothing else is worth starting without it
         wait_for_kafka(settings.consumer_config(), kafka.startup_wait_s)
     except BalanceSinkError as exc:
         logger.critical("cannot start: %s", exc)
         return EXIT_FATAL
-    metrics = Metrics()
     deriver = Deriver(load_fee_schedule(settings.fee_schedule))
     try:
         sink = TDengineSink.connect(settings.tdengine, observer=metrics)
@@ -125,27 +168,13 @@ def _run(settings: Settings) -> int:
                 return alive, reason
         return True, "ok"
 
-    server: HealthServer | None = None
-    if settings.metrics.enabled:
-        server = HealthServer(
-            metrics, host=settings.metrics.host, port=settings.metrics.port,
-            liveness=liveness, readiness=loop.readiness,
-        )  # fmt: skip
-        try:
-            server.start()
-        except BalanceSinkError as exc:
-            logger.critical("cannot start: %s", exc)
-            return EXIT_FATAL
-        logger.info("metrics and health on %s", server.url)
+    probes.live, probes.ready = liveness, loop.readiness
     loop.install_signal_handlers()
     try:
         loop.run()
     except WorkerStopped as exc:
         logger.critical("worker stopped: %s", exc)
         return EXIT_FATAL
-    finally:
-        if server is not None:
-            server.stop()
     return EXIT_OK
 
 
