@@ -334,3 +334,16 @@ def test_run_names_the_fee_schedule_file_of_a_schedule_error(config_dir: Path) -
     assert proc.returncode == 2
     (line,) = proc.stderr.splitlines()
     assert line.startswith(f"config error: {config_dir / 'fees.toml'}: versions[0].symbols[")
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_librdkafka_statistics_stay_on(config_dir: Path, value: str) -> None:
+    """The broker watch and the lag metrics read them."""
+    env = {"BALANCE_SINK_KAFKA__CLIENT__STATISTICS_INTERVAL_MS": value}
+    (problem,) = load_problems(config_dir, MINIMAL, env)
+    assert str(problem).startswith(
+        f"BALANCE_SINK_KAFKA__CLIENT__STATISTICS_INTERVAL_MS={value}: "
+        "kafka.client.statistics.interval.ms: must stay positive"
+    )
+    settings = load_settings(write(config_dir, MINIMAL), {**env, **{next(iter(env)): "1000"}})
+    assert settings.consumer_config()["statistics.interval.ms"] == "1000"

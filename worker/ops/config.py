@@ -408,7 +408,7 @@ def _check_values(sections: dict[str, Any], load: _Loader) -> None:
     ]  # fmt: skip
     kafka: KafkaSettings | None = sections.get("kafka")
     if kafka is not None:
-        stats = kafka.client.get("statistics.interval.ms", 1)
+        stats = str(kafka.client.get("statistics.interval.ms", 1)).strip()
         checks += [
             (bool(kafka.bootstrap_servers.strip()), "kafka.bootstrap_servers", (),
              "must not be empty"),
@@ -425,7 +425,7 @@ def _check_values(sections: dict[str, Any], load: _Loader) -> None:
             (kafka.client.get("enable.auto.commit") not in (True, "true", "True", 1),
              "kafka.client.enable.auto.commit", (),
              "must stay false: offsets are committed only after rows are stored"),
-            (str(stats).strip() not in ("0", "False", "false"),
+            (not stats.lstrip("-").isdigit() or int(stats) > 0,
              "kafka.client.statistics.interval.ms", (),
              "must stay positive: broker health and lag metrics come from statistics"),
         ]  # fmt: skip
