@@ -347,3 +347,11 @@ def test_librdkafka_statistics_stay_on(config_dir: Path, value: str) -> None:
     )
     settings = load_settings(write(config_dir, MINIMAL), {**env, **{next(iter(env)): "1000"}})
     assert settings.consumer_config()["statistics.interval.ms"] == "1000"
+
+
+def test_an_override_of_a_section_that_is_not_a_table_is_reported_not_a_crash(
+    config_dir: Path,
+) -> None:
+    text = 'metrics = "on"\n' + MINIMAL
+    fields = problems(config_dir, text, {"BALANCE_SINK_METRICS__PORT": "9"})
+    assert fields == ["metrics"]

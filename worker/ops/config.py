@@ -343,18 +343,27 @@ def _apply_environment(raw: dict[str, Any], load: _Loader) -> None:
             continue
         if len(parts) == 3 and parts[:2] == ["kafka", "client"]:
             key = parts[2].replace("_", ".")
-            raw.setdefault("kafka", {}).setdefault("client", {})[key] = value
+            client = _table(_table(raw, "kafka"), "client")
+            client[key] = value
             load.origins[f"kafka.client.{key}"] = (name, value)
             continue
         if len(parts) != 2 or parts[0] not in _SECTIONS:
             load.add(ConfigError(name, "unknown environment override"))
             continue
         section, field = parts
+        table = _table(raw, section)
         if field == "topics":
-            raw.setdefault(section, {})[field] = [t.strip() for t in value.split(",") if t.strip()]
+            table[field] = [t.strip() for t in value.split(",") if t.strip()]
         else:
-            raw.setdefault(section, {})[field] = value
+            table[field] = value
         load.origins[f"{section}.{field}"] = (name, value)
+
+
+def _table(parent: dict[str, Any], name: str) -> dict[str, Any]:
+    """``parent[name]``, created when missing; a scratch table when the file has a
+    non-table there (that problem is reported when the section is read)."""
+    table = parent.setdefault(name, {})
+    return table if isinstance(table, dict) else {}
 
 
 def _read_secret_files(raw: dict[str, Any], load: _Loader) -> None:
