@@ -131,8 +131,9 @@ def test_human_line_format() -> None:
     log.info("flushed", extra=log_context(rows=400, seconds=0.012))
     line = stream.getvalue()
     ts = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
-    expected = ts + r" INFO worker\.engine\.loop flushed rows=400 seconds=0\.012\n"
-    assert re.fullmatch(expected, line), line
+    assert re.fullmatch(
+        ts + r" INFO worker\.engine\.loop flushed rows=400 seconds=0\.012\n", line
+    ), line
 
 
 def test_human_quotes_values_with_spaces_and_appends_the_traceback() -> None:
