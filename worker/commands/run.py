@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
 from typing import Final
 
 from confluent_kafka import Consumer
@@ -16,7 +15,7 @@ from worker.engine.dead_letters import DeadLetterProducer
 from worker.engine.loop import ConsumerLoop, WorkerStopped
 from worker.errors import BalanceSinkError, ConfigError
 from worker.ops.config import ConfigErrors, Settings, load_settings
-from worker.ops.http_server import HealthServer
+from worker.ops.http_server import Check, HealthServer
 from worker.ops.kafka_health import BrokerWatch, log_client_error, wait_for_kafka
 from worker.ops.kafka_logs import flush_kafka_logs, kafka_client_config, set_repeat_interval
 from worker.ops.logs import configure_logging, log_context
@@ -34,8 +33,6 @@ __all__ = (
 )
 
 logger = logging.getLogger(__name__)
-
-Probe = Callable[[], tuple[bool, str]]
 
 EXIT_OK: Final = 0
 EXIT_FATAL: Final = 1
@@ -93,8 +90,8 @@ class _Probes:
     """
 
     def __init__(self) -> None:
-        self.live: Probe = lambda: (True, "ok")
-        self.ready: Probe = lambda: (False, "starting")
+        self.live: Check = lambda: (True, "ok")
+        self.ready: Check = lambda: (False, "starting")
 
     def liveness(self) -> tuple[bool, str]:
         return self.live()
