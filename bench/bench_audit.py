@@ -127,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = work / "config.toml"
             config.write_text(
                 f'fee_schedule = "{schedule}"\n[kafka]\nbootstrap_servers = "127.0.0.1:9"\n'
-                f'[tdengine]\nurl = "{url}"\ndatabase = "{DATABASE}"\nrequest_timeout_s = 120\n'
+                f'[tdengine]\nurl = "{url}"\npassword = "taosdata"\n'
+                f'database = "{DATABASE}"\nrequest_timeout_s = 120\n'
                 '[log]\nlevel = "WARNING"\n'
             )
             started = time.perf_counter()

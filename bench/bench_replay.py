@@ -76,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.write_text(
                 f'fee_schedule = "{schedule}"\n[kafka]\nbootstrap_servers = "{bootstrap}"\n'
                 f'topics = ["{topic}"]\ndead_letter_topic = "{topic}-dlq"\n'
-                f'[tdengine]\nurl = "{url}"\ndatabase = "bench_replay_{uuid.uuid4().hex[:8]}"\n'
+                f'[tdengine]\nurl = "{url}"\npassword = "taosdata"\n'
+                f'database = "bench_replay_{uuid.uuid4().hex[:8]}"\n'
                 '[log]\nlevel = "WARNING"\n'
             )
             dry = _replay(config, work / "dry.json", "--dry-run")

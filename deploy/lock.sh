@@ -16,5 +16,5 @@ trap 'rm -rf "$tools"' EXIT
 export CUSTOM_COMPILE_COMMAND="deploy/lock.sh"
 common=(--quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links)
 "$tools/bin/pip-compile" "${common[@]}" --output-file requirements.lock pyproject.toml
-echo "setuptools>=68" | "$tools/bin/pip-compile" "${common[@]}" --allow-unsafe \
+echo "setuptools>=77" | "$tools/bin/pip-compile" "${common[@]}" --allow-unsafe \
   --output-file requirements-build.lock -

@@ -24,7 +24,17 @@ class ConfigError(BalanceSinkError):
 
 
 class FeeScheduleError(ConfigError):
-    """The fee schedule file is invalid; the message names the exact field."""
+    """The fee schedule file is invalid; the message names the exact field.
+
+    ``file`` is the schedule's path when it was read from a file; the message then
+    starts with it: ``fees.toml: versions[0].symbols[1].symbol_id: ...``.
+    """
+
+    def __init__(self, field: str, problem: str, *, file: str | None = None) -> None:
+        super().__init__(field, problem)
+        self.file = file
+        if file is not None and field != file:
+            self.args = (f"{file}: {field}: {problem}",)
 
 
 class ConservationError(BalanceSinkError):

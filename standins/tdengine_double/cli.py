@@ -27,12 +27,24 @@ def main(argv: list[str] | None = None) -> int:
         prog="tdengine-double",
         description="Local TDengine REST stand-in (not TDengine) for tests and demos.",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=6041)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=6041, help="port to listen on, 0 for any (default: %(default)s)"
+    )
     parser.add_argument("--db-file", default=None, help="SQLite file (default: in memory)")
-    parser.add_argument("--user", default="root")
-    parser.add_argument("--password", default="taosdata")
-    parser.add_argument("--server-version", default=DEFAULT_SERVER_VERSION)
+    parser.add_argument(
+        "--user", default="root", help="the one user it accepts (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--password", default="taosdata", help="that user's password (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--server-version",
+        default=DEFAULT_SERVER_VERSION,
+        help="TDengine version it reports and whose behaviour it follows (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
 
     double = TDengineDouble(

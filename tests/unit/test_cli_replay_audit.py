@@ -16,6 +16,8 @@ fee_schedule = "{schedule}"
 [kafka]
 bootstrap_servers = "127.0.0.1:9"
 group_id = "live-worker"
+[tdengine]
+password = "taosdata"
 [log]
 level = "WARNING"
 """

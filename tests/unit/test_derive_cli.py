@@ -149,3 +149,25 @@ def test_only_json_whitespace_is_blank(tmp_path: Path, monkeypatch: pytest.Monke
     code, _, err = run(tmp_path, [b" \t\r", b"\x0c", line()], monkeypatch=monkeypatch)
     assert code == 3
     assert [json.loads(x)["line"] for x in err.splitlines()] == [2]
+
+
+def test_make_derive_sample_shows_the_rejects_and_succeeds() -> None:
+    """The sample has invalid lines on purpose: the target lists them and exits 0."""
+    venv = Path(sys.prefix)
+    proc = subprocess.run(
+        # -o: never reinstall the virtualenv from here; VENV: the one running this test.
+        ["make", "-s", "-o", f"{venv}/bin/.installed", f"VENV={venv}", "derive-sample"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(row) for row in proc.stdout.splitlines()]
+    assert events and all(list(event) == KEYS for event in events)
+    *rejects, note = proc.stderr.splitlines()
+    assert rejects and all(json.loads(row)["reason"] for row in rejects)
+    assert (
+        note == "derive-sample: the rejected lines above are invalid on purpose (exit 3 expected)"
+    )

@@ -68,7 +68,7 @@ def _demo(args: argparse.Namespace) -> int:
         return 2
     from worker.commands.demo import run_demo
 
-    return run_demo(trades=args.trades)
+    return run_demo(trades=args.trades, kafka_wait_s=args.kafka_wait)
 
 
 def _offset_spec(text: str) -> object:
@@ -218,6 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
         "read back through SQL. KAFKA_BOOTSTRAP and TDENGINE_URL select existing services.",
     )
     demo.add_argument("--trades", type=int, default=20_000, help="sample trades to produce")
+    demo.add_argument(
+        "--kafka-wait",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="how long to wait for KAFKA_BOOTSTRAP's cluster to answer (default 20)",
+    )
     demo.set_defaults(handler=_demo)
 
     _add_replay(commands)

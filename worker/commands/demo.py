@@ -5,24 +5,32 @@ Starts a local Apache Kafka broker (official jars from Maven Central) and, unles
 sample trades (mixed symbols and VIP levels, a fee schedule change in the middle, a few
 invalid messages); runs the real worker on them with a live progress display; then
 reads the ledger back through SQL and prints a summary. Everything it started, it
-stops on exit or Ctrl-C. ``KAFKA_BOOTSTRAP`` and ``TDENGINE_URL`` select existing ones.
+stops on exit or Ctrl-C. ``KAFKA_BOOTSTRAP`` and ``TDENGINE_URL`` select existing ones;
+each run writes to a database of its own, so the summary counts only its rows.
+
+A failure to start (no ``java`` or ``mvn``, Kafka not answering within ``kafka_wait_s``,
+TDengine refusing the password) ends the demo with one line on stderr and exit 1.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
+import logging
 import os
+import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Final
+from typing import Final, TextIO, cast
 from urllib.parse import unquote, urlsplit
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from rich.console import Console
@@ -34,46 +42,115 @@ from worker.core.deriver import Deriver
 from worker.core.fee_schedule import parse_fee_schedule
 from worker.engine.dead_letters import DeadLetterProducer
 from worker.engine.loop import ConsumerLoop, WorkerStopped
+from worker.errors import BalanceSinkError
 from worker.ops.config import BatchSettings, KafkaSettings, LoopOptions, WorkerSettings
 from worker.ops.http_server import HealthServer
+from worker.ops.kafka_health import wait_for_kafka
+from worker.ops.kafka_logs import TARGET_LOGGER, flush_kafka_logs, kafka_client_config
 from worker.ops.logs import configure_logging
 from worker.ops.metrics import DEAD_LETTER_REASONS, Metrics
 from worker.tdengine.options import TDengineOptions
 from worker.tdengine.sink import TDengineSink
 from worker.tdengine.sql import quote_identifier
 
-__all__ = ("create_topics", "produce_lines", "run_demo")
+__all__ = ("DEFAULT_KAFKA_WAIT_S", "create_topics", "produce_lines", "run_demo")
 
 PARTITIONS: Final = 4
 _REVENUE_ROWS: Final = 5
 """Assets listed in the fee revenue summary, largest first."""
-DATABASE: Final = "demo_ledger"
+DATABASE_PREFIX: Final = "demo_ledger"
+DEFAULT_KAFKA_WAIT_S: Final = 20.0
+"""How long the demo waits for an existing cluster (``KAFKA_BOOTSTRAP``) to answer."""
+_TOPIC_TIMEOUT_S: Final = 30.0
 
 
-def run_demo(*, trades: int = 20_000, invalid_ratio: float = 0.02) -> int:
-    """Run the demo; 0 when every message ended up stored or dead-lettered."""
+class _CurrentStderr(io.TextIOBase):
+    """Writes to whatever ``sys.stderr`` is now: while the progress bar shows, that is
+    rich's proxy, which prints log lines above the bar instead of through it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def run_demo(
+    *, trades: int = 20_000, invalid_ratio: float = 0.02, kafka_wait_s: float = DEFAULT_KAFKA_WAIT_S
+) -> int:
+    """Run the demo; 0 when every message ended up stored or dead-lettered, 1 when it
+    could not start or the worker stopped (one line on stderr says why)."""
     console = Console()
-    configure_logging(fmt="human", level="WARNING")
-    with ExitStack() as stack:
-        bootstrap = _kafka(console, stack)
-        options = _tdengine(console, stack)
-        topic = f"trades-demo-{uuid.uuid4().hex[:6]}"
-        dead_letter_topic = f"{topic}.dead-letter"
-        create_topics(bootstrap, {topic: PARTITIONS, dead_letter_topic: 1})
-        lines = trade_lines(trades, invalid_ratio=invalid_ratio)
-        console.print(
-            f"producing {trades:,} sample trades to [bold]{topic}[/] "
-            f"({PARTITIONS} partitions, ~{invalid_ratio:.0%} invalid on purpose)"
-        )
-        produce_lines(bootstrap, topic, lines)
-        return _run_worker(console, bootstrap, topic, dead_letter_topic, options, len(lines))
-    return 0  # pragma: no cover - ExitStack does not swallow exceptions
+    configure_logging(fmt="human", level="WARNING", stream=cast(TextIO, _CurrentStderr()))
+    # librdkafka's transient warnings (e.g. GETPID while a fresh broker loads) are noise
+    # here; its errors still show, above the progress bar.
+    logging.getLogger(TARGET_LOGGER).setLevel(logging.ERROR)
+    try:
+        with ExitStack() as stack:
+            return _demo(console, stack, trades, invalid_ratio, kafka_wait_s)
+    except (BalanceSinkError, KafkaException) as exc:
+        flush_kafka_logs()
+        print(f"balance-sink demo: {_one_line(exc)}", file=sys.stderr)
+        return 1
 
 
-def _kafka(console: Console, stack: ExitStack) -> str:
+def _demo(
+    console: Console, stack: ExitStack, trades: int, invalid_ratio: float, kafka_wait_s: float
+) -> int:
+    options = _tdengine(console, stack)
+    metrics = Metrics()
+    try:  # first: a wrong password stops the demo before a broker is started
+        with _quiet():
+            sink = TDengineSink.connect(options, observer=metrics)
+    except BalanceSinkError as exc:
+        raise _DemoError(f"TDengine at {options.url}: {exc}") from None
+    stack.callback(_close_quietly, sink)  # when the worker did not run to its end
+    bootstrap = _kafka(console, stack, kafka_wait_s)
+    topic = f"trades-demo-{uuid.uuid4().hex[:6]}"
+    dead_letter_topic = f"{topic}.dead-letter"
+    create_topics(bootstrap, {topic: PARTITIONS, dead_letter_topic: 1})
+    lines = trade_lines(trades, invalid_ratio=invalid_ratio)
+    console.print(
+        f"producing {trades:,} sample trades to [bold]{topic}[/] "
+        f"({PARTITIONS} partitions, ~{invalid_ratio:.0%} invalid on purpose)"
+    )
+    produce_lines(bootstrap, topic, lines)
+    return _run_worker(
+        console, bootstrap, topic, dead_letter_topic, options, sink, metrics, len(lines)
+    )
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No log lines while checking a service: a failure is said in one line after."""
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _close_quietly(sink: TDengineSink) -> None:
+    with contextlib.suppress(Exception):
+        sink.close()
+
+
+class _DemoError(BalanceSinkError):
+    """The demo cannot go on; the message is the one line shown."""
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, KafkaException) and exc.args and hasattr(exc.args[0], "str"):
+        return f"Kafka: {exc.args[0].str()}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _kafka(console: Console, stack: ExitStack, wait_s: float) -> str:
     given = os.environ.get("KAFKA_BOOTSTRAP")
     if given:
         console.print(f"Kafka: using KAFKA_BOOTSTRAP={given}")
+        with _quiet():
+            wait_for_kafka({"bootstrap.servers": given}, wait_s)
         return given
     from standins.local_kafka import LocalKafkaBroker
 
@@ -98,11 +175,13 @@ def _tdengine(console: Console, stack: ExitStack) -> TDengineOptions:
         console.print(
             f"TDengine: using TDENGINE_URL={parts.scheme}://{parts.hostname}:{parts.port}"
         )
+        database = f"{DATABASE_PREFIX}_{time.strftime('%Y%m%d_%H%M%S')}_{uuid.uuid4().hex[:4]}"
+        console.print(f"TDengine: this run writes to its own database {database}")
         return TDengineOptions(
             url=f"{parts.scheme}://{parts.hostname}:{parts.port or 6041}",
             user=unquote(parts.username or os.environ.get("TDENGINE_USER", "root")),
             password=unquote(parts.password or os.environ.get("TDENGINE_PASSWORD", "taosdata")),
-            database=DATABASE,
+            database=database,
         )
     from standins.tdengine_double import TDengineDouble
 
@@ -114,27 +193,36 @@ def _tdengine(console: Console, stack: ExitStack) -> TDengineOptions:
         f"TDengine: [yellow]local TDengine REST stand-in[/] at {double.url} "
         "(the in-repo test double, NOT TDengine; set TDENGINE_URL for a real server)"
     )
-    return TDengineOptions(url=double.url, database=DATABASE)
+    return TDengineOptions(url=double.url, password=double.password, database=DATABASE_PREFIX)
 
 
 def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
     """Create topics (name -> partitions, replication 1) and wait until they exist."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka_client_config({"bootstrap.servers": bootstrap}))
     futures = admin.create_topics([NewTopic(t, n, 1) for t, n in topics.items()])
-    for future in futures.values():
-        future.result(30)
+    try:
+        for future in futures.values():
+            future.result(_TOPIC_TIMEOUT_S)
+    except TimeoutError:
+        raise _DemoError(
+            f"Kafka at {bootstrap}: topics not created within {_TOPIC_TIMEOUT_S:.0f} s"
+        ) from None
+    finally:
+        admin.poll(0)  # serves its log lines
 
 
 def produce_lines(bootstrap: str, topic: str, lines: Iterable[bytes]) -> None:
     """Produce every line as a message value and wait until all are delivered."""
     producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
-            "acks": "all",
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 500_000,
-        }
+        kafka_client_config(
+            {
+                "bootstrap.servers": bootstrap,
+                "linger.ms": 20,
+                "acks": "all",
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 500_000,
+            }
+        )
     )
     for line in lines:
         while True:
@@ -144,7 +232,7 @@ def produce_lines(bootstrap: str, topic: str, lines: Iterable[bytes]) -> None:
             except BufferError:
                 producer.poll(0.05)
     if producer.flush(120):
-        raise SystemExit(f"{topic}: not every message was delivered")
+        raise _DemoError(f"{topic}: not every message was delivered within 120 s")
 
 
 def _run_worker(
@@ -153,6 +241,8 @@ def _run_worker(
     topic: str,
     dead_letter_topic: str,
     options: TDengineOptions,
+    sink: TDengineSink,
+    metrics: Metrics,
     total: int,
 ) -> int:
     group = f"balance-sink-demo-{uuid.uuid4().hex[:6]}"
@@ -165,14 +255,14 @@ def _run_worker(
     loop_options = LoopOptions.of(
         BatchSettings(linger_ms=200), WorkerSettings(summary_interval_s=3600)
     )
-    metrics = Metrics()
-    sink = TDengineSink.connect(options, observer=metrics)
     loop = ConsumerLoop(
-        consumer=Consumer(kafka.consumer_config()),
+        consumer=Consumer(kafka_client_config(kafka.consumer_config())),
         topics=kafka.topics,
         deriver=Deriver(parse_fee_schedule(fee_schedule_text())),
         sink=sink,
-        dead_letters=DeadLetterProducer(dead_letter_topic, {"bootstrap.servers": bootstrap}),
+        dead_letters=DeadLetterProducer(
+            dead_letter_topic, kafka_client_config({"bootstrap.servers": bootstrap})
+        ),
         metrics=metrics,
         settings=loop_options,
     )
@@ -193,8 +283,7 @@ def _run_worker(
     try:
         loop.run()
     except WorkerStopped as exc:
-        console.print(f"[red]worker stopped: {exc}[/]")
-        return 1
+        raise _DemoError(f"worker stopped: {exc}") from None
     finally:
         server.stop()
     elapsed = time.monotonic() - started
@@ -270,7 +359,7 @@ def _summary(
 
 
 def _lag(bootstrap: str, group: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    consumer = Consumer(kafka_client_config({"bootstrap.servers": bootstrap, "group.id": group}))
     try:
         parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         committed = consumer.committed(parts, 10)

@@ -47,6 +47,7 @@ from worker.engine.sink import MessageRows, Sink, SinkResult
 from worker.errors import BalanceSinkError, ConfigError
 from worker.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from worker.ops.config import ConfigErrors, Settings, load_settings
+from worker.ops.kafka_logs import kafka_client_config
 from worker.ops.logs import configure_logging, log_context
 from worker.tdengine.errors import FatalStoreError, TransientStoreError
 
@@ -740,7 +741,7 @@ def run_replay(request: ReplayRequest) -> int:
         return _fail(f"dead-letter topic {dead_letter_topic!r} is one of the replayed topics")
     configure_logging(fmt=settings.log.format, level=settings.log.level, secrets=settings.secrets())
     group = request.commit_group or f"balance-sink-replay-{uuid.uuid4().hex[:12]}"
-    consumer = Consumer(_consumer_config(settings, group))
+    consumer = Consumer(kafka_client_config(_consumer_config(settings, group)))
     started = time.monotonic()
     try:
         try:

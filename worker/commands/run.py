@@ -15,7 +15,9 @@ from worker.engine.loop import ConsumerLoop, WorkerStopped
 from worker.errors import BalanceSinkError, ConfigError
 from worker.exit_codes import EXIT_CONFIG, EXIT_FATAL, EXIT_OK
 from worker.ops.config import ConfigErrors, Settings, load_settings
-from worker.ops.http_server import HealthServer
+from worker.ops.http_server import Check, HealthServer
+from worker.ops.kafka_health import BrokerWatch, log_client_error, wait_for_kafka
+from worker.ops.kafka_logs import flush_kafka_logs, kafka_client_config, set_repeat_interval
 from worker.ops.logs import configure_logging, log_context
 from worker.ops.metrics import Metrics
 from worker.tdengine.sink import TDengineSink
@@ -63,34 +65,43 @@ def run_worker(path: str) -> int:
     if settings is None:
         return EXIT_CONFIG
     configure_logging(fmt=settings.log.format, level=settings.log.level, secrets=settings.secrets())
+    set_repeat_interval(settings.log.kafka_repeat_interval_s)
     logger.info(
         "starting balance-sink %s", __version__, extra=log_context(config=settings.redacted())
     )
-    metrics = Metrics()
-    deriver = Deriver(load_fee_schedule(settings.fee_schedule))
     try:
-        sink = TDengineSink.connect(settings.tdengine, observer=metrics)
-    except BalanceSinkError as exc:
-        logger.critical("cannot start: TDengine: %s", exc)
-        return EXIT_FATAL
-    consumer_config = settings.consumer_config()
-    consumer_config["stats_cb"] = metrics.observe_librdkafka_stats  # type: ignore[assignment]
-    consumer_config["error_cb"] = _log_kafka_error  # type: ignore[assignment]
-    dead_letters = DeadLetterProducer(settings.kafka.dead_letter_topic, settings.consumer_config())
-    loop = ConsumerLoop(
-        consumer=Consumer(consumer_config),
-        topics=settings.kafka.topics,
-        deriver=deriver,
-        sink=sink,
-        dead_letters=dead_letters,
-        metrics=metrics,
-        settings=settings.loop,
-    )
+        return _run(settings)
+    finally:
+        flush_kafka_logs()
+
+
+class _Probes:
+    """What /healthz and /readyz answer; the checks change once the loop exists.
+
+    While starting (bounded waits for Kafka and TDengine), the worker is alive and not
+    ready, so an orchestrator's probes neither kill it nor route to it: it exits by
+    itself, with its reason, if a wait runs out.
+    """
+
+    def __init__(self) -> None:
+        self.live: Check = lambda: (True, "ok")
+        self.ready: Check = lambda: (False, "starting")
+
+    def liveness(self) -> tuple[bool, str]:
+        return self.live()
+
+    def readiness(self) -> tuple[bool, str]:
+        return self.ready()
+
+
+def _run(settings: Settings) -> int:
+    metrics = Metrics()
+    probes = _Probes()
     server: HealthServer | None = None
     if settings.metrics.enabled:
         server = HealthServer(
             metrics, host=settings.metrics.host, port=settings.metrics.port,
-            liveness=loop.liveness, readiness=loop.readiness,
+            liveness=probes.liveness, readiness=probes.readiness,
         )  # fmt: skip
         try:
             server.start()
@@ -98,15 +109,63 @@ def run_worker(path: str) -> int:
             logger.critical("cannot start: %s", exc)
             return EXIT_FATAL
         logger.info("metrics and health on %s", server.url)
+    try:
+        return _start_and_consume(settings, metrics, probes)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _start_and_consume(settings: Settings, metrics: Metrics, probes: _Probes) -> int:
+    kafka = settings.kafka
+    try:  # Kafka first: nothing else is worth starting without it
+        wait_for_kafka(settings.consumer_config(), kafka.startup_wait_s)
+    except BalanceSinkError as exc:
+        logger.critical("cannot start: %s", exc)
+        return EXIT_FATAL
+    deriver = Deriver(load_fee_schedule(settings.fee_schedule))
+    try:
+        sink = TDengineSink.connect(settings.tdengine, observer=metrics)
+    except BalanceSinkError as exc:
+        logger.critical("cannot start: TDengine: %s", exc)
+        return EXIT_FATAL
+    watch = BrokerWatch(kafka.not_alive_after_down_s, bootstrap=kafka.bootstrap_servers)
+
+    def on_stats(stats_json: str) -> None:
+        metrics.observe_librdkafka_stats(stats_json)
+        watch.on_stats(stats_json)
+
+    consumer_config = kafka_client_config(settings.consumer_config())
+    consumer_config["stats_cb"] = on_stats
+    consumer_config["error_cb"] = log_client_error(watch)
+    dead_letters = DeadLetterProducer(
+        kafka.dead_letter_topic, kafka_client_config(settings.consumer_config())
+    )
+    loop = ConsumerLoop(
+        consumer=Consumer(consumer_config),
+        topics=kafka.topics,
+        deriver=deriver,
+        sink=sink,
+        dead_letters=dead_letters,
+        metrics=metrics,
+        settings=settings.loop,
+    )
+
+    def liveness() -> tuple[bool, str]:
+        """The loop iterates, and some broker is reachable (or was, not long ago)."""
+        for check in (loop.liveness, watch.liveness):
+            alive, reason = check()
+            if not alive:
+                return alive, reason
+        return True, "ok"
+
+    probes.live, probes.ready = liveness, loop.readiness
     loop.install_signal_handlers()
     try:
         loop.run()
     except WorkerStopped as exc:
         logger.critical("worker stopped: %s", exc)
         return EXIT_FATAL
-    finally:
-        if server is not None:
-            server.stop()
     return EXIT_OK
 
 
@@ -121,7 +180,3 @@ def init_db(path: str) -> int:
         print(f"init-db failed: {exc}", file=sys.stderr)
         return EXIT_FATAL
     return EXIT_OK
-
-
-def _log_kafka_error(error: object) -> None:
-    logger.warning("kafka client: %s", error)

@@ -75,7 +75,8 @@ class FeeSchedule:
 
 
 def load_fee_schedule(path: str | Path) -> FeeSchedule:
-    """Read and validate a schedule file; raises :class:`FeeScheduleError` naming the field."""
+    """Read and validate a schedule file; raises :class:`FeeScheduleError` naming the
+    file and the field."""
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8")
@@ -83,7 +84,10 @@ def load_fee_schedule(path: str | Path) -> FeeSchedule:
         raise FeeScheduleError(str(path), f"cannot read fee schedule: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise FeeScheduleError(str(path), f"not UTF-8 at byte {exc.start}") from exc
-    return parse_fee_schedule(text, source=str(path))
+    try:
+        return parse_fee_schedule(text, source=str(path))
+    except FeeScheduleError as exc:  # name the file: a config may point at several
+        raise FeeScheduleError(exc.field, exc.problem, file=str(path)) from None
 
 
 def parse_fee_schedule(text: str, *, source: str = "<fee schedule>") -> FeeSchedule:

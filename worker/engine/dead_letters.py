@@ -17,6 +17,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from worker import __version__
 from worker.engine.batch import Rejected
 from worker.errors import BalanceSinkError
+from worker.ops.kafka_logs import kafka_client_config
 
 __all__ = ("DeadLetterError", "DeadLetterProducer", "dead_letter_headers")
 
@@ -67,7 +68,7 @@ class DeadLetterProducer:
         self.topic = topic
         config = {k: v for k, v in client_config.items() if k not in _CONSUMER_ONLY}
         config.update(_PRODUCER_DEFAULTS)
-        self._producer = Producer(config)
+        self._producer = Producer(kafka_client_config(config))
         self._pending = 0
         self._failures: list[str] = []
 

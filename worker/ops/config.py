@@ -4,27 +4,37 @@ Environment variables ``BALANCE_SINK_<SECTION>__<FIELD>`` override the file, e.g
 ``BALANCE_SINK_KAFKA__BOOTSTRAP_SERVERS`` or ``BALANCE_SINK_TDENGINE__PASSWORD``;
 ``BALANCE_SINK_KAFKA__CLIENT__SASL_PASSWORD`` sets the librdkafka property
 ``sasl.password`` (underscores become dots). Secrets may also come from files
-(``tdengine.password_file``, ``kafka.sasl_password_file``). Every problem found is
-reported, one line each, naming its field.
+(``tdengine.password_file``, ``kafka.sasl_password_file``). The TDengine password must be
+given (no silent ``taosdata``). Every problem found is reported in one run, one line
+each, naming its field, and the environment variable when the value came from one
+(``BALANCE_SINK_METRICS__PORT=abc: metrics.port: expected an integer``; a secret's
+value is never shown).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import msgspec
 
 from worker.errors import ConfigError
+from worker.ops.config_errors import (
+    ConfigErrors,
+    EnvironmentConfigError,
+    allowed_values,
+    validation_problem,
+)
 from worker.tdengine.options import TDengineOptions
 
 __all__ = (
     "ENV_PREFIX",
     "BatchSettings",
     "ConfigErrors",
+    "EnvironmentConfigError",
     "KafkaSettings",
     "LogSettings",
     "LoopOptions",
@@ -40,19 +50,14 @@ ClientValue = str | int | float | bool
 _SECRET_CLIENT_KEYS: Final = frozenset(
     {"sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret"}
 )
-
-
-class ConfigErrors(ConfigError):
-    """Several configuration problems; ``problems`` holds one ConfigError each."""
-
-    def __init__(self, problems: list[ConfigError]) -> None:
-        self.problems = problems
-        BaseException.__init__(self, "\n".join(str(p) for p in problems))
-        self.field = problems[0].field
-        self.problem = problems[0].problem
-
-    def __str__(self) -> str:
-        return "\n".join(str(p) for p in self.problems)
+_SECRET_FIELDS: Final = frozenset(
+    {"tdengine.password", *(f"kafka.client.{key}" for key in _SECRET_CLIENT_KEYS)}
+)
+_PASSWORD_MISSING: Final = (
+    "required: set tdengine.password, tdengine.password_file or "
+    f"{ENV_PREFIX}TDENGINE__PASSWORD (even TDengine's default 'taosdata' must be "
+    "given explicitly)"
+)
 
 
 class KafkaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -63,6 +68,10 @@ class KafkaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     topics: tuple[str, ...] = ("trades",)
     dead_letter_topic: str = "trades.dead-letter"
     sasl_password_file: str | None = None
+    startup_wait_s: float = 60.0
+    """How long ``run`` waits at start-up for a broker to answer before exiting 1."""
+    not_alive_after_down_s: float = 120.0
+    """``/healthz`` fails once no broker has been reachable for this long."""
     client: dict[str, ClientValue] = msgspec.field(default_factory=dict)
     """Any librdkafka property (security.protocol, sasl.*, ssl.*, ...)."""
 
@@ -89,7 +98,9 @@ class KafkaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return (
             f"KafkaSettings(bootstrap_servers={self.bootstrap_servers!r}, "
             f"group_id={self.group_id!r}, topics={self.topics!r}, "
-            f"dead_letter_topic={self.dead_letter_topic!r}, client={client!r})"
+            f"dead_letter_topic={self.dead_letter_topic!r}, "
+            f"startup_wait_s={self.startup_wait_s!r}, "
+            f"not_alive_after_down_s={self.not_alive_after_down_s!r}, client={client!r})"
         )
 
 
@@ -123,10 +134,12 @@ class MetricsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """``[log]``: JSON lines by default, or a human format."""
+    """``[log]``: JSON lines by default, or a human format; names in any case."""
 
     format: Literal["json", "human"] = "json"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    kafka_repeat_interval_s: float = 60.0
+    """A librdkafka line repeated within this interval is logged once, then its count."""
 
 
 class LoopOptions(msgspec.Struct, frozen=True):
@@ -198,6 +211,39 @@ _SECTIONS: Final[Mapping[str, type[msgspec.Struct]]] = {
     "metrics": MetricsSettings,
     "log": LogSettings,
 }
+_NOT_OVERRIDES: Final = frozenset({f"{ENV_PREFIX}CACHE"})
+"""Variables with our prefix that are not settings (the stand-ins' jar cache)."""
+_ANY_CASE: Final[Mapping[str, Mapping[str, Callable[[str], str]]]] = {
+    "log": {"level": str.upper, "format": str.lower},
+}
+"""Fields accepted in any case, per section, and how they are normalised."""
+
+
+class _Loader:
+    """One load: the problems found so far and where each overridden value came from."""
+
+    def __init__(self, path: Path, environ: Mapping[str, str]) -> None:
+        self.path = path
+        self.environ = environ
+        self.problems: list[ConfigError] = []
+        self.origins: dict[str, tuple[str, str]] = {}
+        """Dotted field -> (environment variable, its value)."""
+        self.bad: set[str] = set()
+        """Dotted fields with a problem; checks involving them are skipped."""
+
+    def add(self, problem: ConfigError) -> None:
+        """Record a problem, naming the environment variable its value came from."""
+        field = problem.field
+        self.bad.add(field.split("[")[0])
+        origin = self.origins.get(field) or self.origins.get(field.split("[")[0])
+        if origin is not None and not isinstance(problem, EnvironmentConfigError):
+            variable, value = origin
+            secret = field in _SECRET_FIELDS
+            text = problem.problem
+            if text.startswith("expected ") and ", got " in text:
+                text = text.split(", got ")[0]  # every environment value is a string
+            problem = EnvironmentConfigError(variable, None if secret else value, field, text)
+        self.problems.append(problem)
 
 
 def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
@@ -210,67 +256,117 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
         raise ConfigErrors([ConfigError(str(path), f"cannot read: {exc.strerror}")]) from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigErrors([ConfigError(str(path), f"not valid TOML: {exc}")]) from exc
-    problems: list[ConfigError] = []
-    _apply_environment(raw, environ, problems)
-    _read_secret_files(raw, path.parent, problems)
+    load = _Loader(path, environ)
+    _apply_environment(raw, load)
+    _read_secret_files(raw, load)
     sections: dict[str, Any] = {}
     for name, kind in _SECTIONS.items():
         table = raw.pop(name, {})
-        if name in ("kafka",) and not table:
-            problems.append(ConfigError(f"{name}.bootstrap_servers", "required field is missing"))
+        if name == "kafka" and not table:
+            load.add(ConfigError(f"{name}.bootstrap_servers", "required field is missing"))
             continue
         if not isinstance(table, dict):
-            problems.append(ConfigError(name, "must be a table"))
+            load.add(ConfigError(name, "must be a table"))
             continue
-        try:
-            sections[name] = msgspec.convert(table, kind, strict=False)
-        except msgspec.ValidationError as exc:
-            own = exc.__cause__  # a section's own checks (TDengineOptions.__post_init__)
-            problems.append(own if isinstance(own, ConfigError) else _validation_problem(name, exc))
-        except ConfigError as exc:
-            problems.append(exc)
+        if (
+            name == "tdengine"
+            and "password" not in table
+            and "tdengine.password_file" not in load.bad
+        ):
+            load.add(ConfigError("tdengine.password", _PASSWORD_MISSING))
+            table = {**table, "password": "unused"}  # find the section's other problems
+        converted = _convert(name, kind, table, load)
+        if converted is not None:
+            sections[name] = converted
     fee_schedule = raw.pop("fee_schedule", None)
     if not isinstance(fee_schedule, str) or not fee_schedule:
-        problems.append(ConfigError("fee_schedule", "required: path of the fee schedule TOML"))
+        load.add(ConfigError("fee_schedule", "required: path of the fee schedule TOML"))
     else:
         fee_path = Path(fee_schedule)
         if not fee_path.is_absolute():
             fee_path = path.parent / fee_path
         fee_schedule = str(fee_path)
     for unknown in raw:
-        problems.append(ConfigError(unknown, "unknown setting"))
-    if not problems:
-        _check_values(sections, problems)
-    if problems:
-        raise ConfigErrors(problems)
+        load.add(ConfigError(unknown, "unknown setting"))
+    _check_values(sections, load)
+    if load.problems:
+        raise ConfigErrors(load.problems)
     assert isinstance(fee_schedule, str)
     return Settings(fee_schedule=fee_schedule, **sections)
 
 
-def _apply_environment(
-    raw: dict[str, Any], environ: Mapping[str, str], problems: list[ConfigError]
-) -> None:
-    for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
+def _convert(
+    section: str, kind: type[msgspec.Struct], table: dict[str, Any], load: _Loader
+) -> msgspec.Struct | None:
+    """The section as ``kind``. A field with a problem is reported, then left out (its
+    default stands in) and the rest converted again, so every field's problem shows."""
+    table = dict(table)
+    any_case = _ANY_CASE.get(section, {})
+    for field, normalise in any_case.items():
+        value = table.get(field)
+        if isinstance(value, str) and normalise(value) in allowed_values(kind, field):
+            table[field] = normalise(value)
+    reported: set[str] = set()
+    result: msgspec.Struct | None = None
+    while True:
+        problem: ConfigError
+        try:
+            result = msgspec.convert(table, kind, strict=False)
+        except msgspec.ValidationError as exc:
+            own = exc.__cause__  # a section's own checks (TDengineOptions.__post_init__)
+            problem = (
+                own if isinstance(own, ConfigError)
+                else validation_problem(section, kind, exc, any_case)
+            )  # fmt: skip
+        except ConfigError as exc:
+            problem = exc
+        else:
+            return result
+        if problem.field in reported:
+            return None
+        reported.add(problem.field)
+        load.add(problem)
+        name = problem.field.removeprefix(f"{section}.").split(".")[0].split("[")[0]
+        if name not in table:
+            return None
+        del table[name]
+
+
+def _apply_environment(raw: dict[str, Any], load: _Loader) -> None:
+    for name, value in load.environ.items():
+        if not name.startswith(ENV_PREFIX) or name in _NOT_OVERRIDES:
             continue
         parts = name[len(ENV_PREFIX) :].lower().split("__")
         if parts == ["fee_schedule"]:
             raw["fee_schedule"] = value
+            load.origins["fee_schedule"] = (name, value)
             continue
         if len(parts) == 3 and parts[:2] == ["kafka", "client"]:
-            raw.setdefault("kafka", {}).setdefault("client", {})[parts[2].replace("_", ".")] = value
+            key = parts[2].replace("_", ".")
+            client = _table(_table(raw, "kafka"), "client")
+            client[key] = value
+            load.origins[f"kafka.client.{key}"] = (name, value)
             continue
         if len(parts) != 2 or parts[0] not in _SECTIONS:
-            problems.append(ConfigError(name, "unknown environment override"))
+            load.add(ConfigError(name, "unknown environment override"))
             continue
         section, field = parts
+        table = _table(raw, section)
         if field == "topics":
-            raw.setdefault(section, {})[field] = [t.strip() for t in value.split(",") if t.strip()]
+            table[field] = [t.strip() for t in value.split(",") if t.strip()]
         else:
-            raw.setdefault(section, {})[field] = value
+            table[field] = value
+        load.origins[f"{section}.{field}"] = (name, value)
 
 
-def _read_secret_files(raw: dict[str, Any], base: Path, problems: list[ConfigError]) -> None:
+def _table(parent: dict[str, Any], name: str) -> dict[str, Any]:
+    """``parent[name]``, created when missing; a scratch table when the file has a
+    non-table there (that problem is reported when the section is read)."""
+    table = parent.setdefault(name, {})
+    return table if isinstance(table, dict) else {}
+
+
+def _read_secret_files(raw: dict[str, Any], load: _Loader) -> None:
     for section, file_key, target in (
         ("tdengine", "password_file", None),
         ("kafka", "sasl_password_file", "sasl.password"),
@@ -280,61 +376,68 @@ def _read_secret_files(raw: dict[str, Any], base: Path, problems: list[ConfigErr
             continue
         file_path = Path(str(table.pop(file_key)))
         if not file_path.is_absolute():
-            file_path = base / file_path
+            file_path = load.path.parent / file_path
         try:
             secret = file_path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            problems.append(ConfigError(f"{section}.{file_key}", f"cannot read: {exc.strerror}"))
+            load.add(ConfigError(f"{section}.{file_key}", f"cannot read: {exc.strerror}"))
             continue
         if target is None:
             table["password"] = secret
+            load.origins.pop(f"{section}.password", None)
         else:
             table.setdefault("client", {})[target] = secret
+            load.origins.pop(f"{section}.client.{target}", None)
 
 
-def _validation_problem(section: str, exc: msgspec.ValidationError) -> ConfigError:
-    text = str(exc)
-    field = section
-    if " - at `$." in text:
-        text, _, where = text.partition(" - at `$.")
-        field = f"{section}.{where.rstrip('`')}"
-    elif text.startswith("Object contains unknown field `"):
-        unknown = text.split("`")[1]
-        return ConfigError(f"{section}.{unknown}", "unknown setting")
-    elif text.startswith("Object missing required field `"):
-        missing = text.split("`")[1]
-        return ConfigError(f"{section}.{missing}", "required field is missing")
-    return ConfigError(field, text)
-
-
-def _check_values(sections: dict[str, Any], problems: list[ConfigError]) -> None:
+def _check_values(sections: dict[str, Any], load: _Loader) -> None:
+    """Checks across fields of the sections that converted, skipping fields with a
+    problem already (a default standing in for them would mislead)."""
     batch: BatchSettings = sections.get("batch", BatchSettings())
     worker: WorkerSettings = sections.get("worker", WorkerSettings())
-    kafka: KafkaSettings = sections["kafka"]
     metrics: MetricsSettings = sections.get("metrics", MetricsSettings())
-    checks: list[tuple[bool, str, str]] = [
-        (batch.max_rows >= 1, "batch.max_rows", "must be at least 1"),
-        (0 < batch.max_bytes <= SQL_LIMIT_BYTES, "batch.max_bytes",
+    log: LogSettings = sections.get("log", LogSettings())
+    checks: list[tuple[bool, str, tuple[str, ...], str]] = [
+        (batch.max_rows >= 1, "batch.max_rows", (), "must be at least 1"),
+        (0 < batch.max_bytes <= SQL_LIMIT_BYTES, "batch.max_bytes", (),
          f"must be within 1 … {SQL_LIMIT_BYTES:,} (TDengine's SQL statement limit)"),
-        (batch.linger_ms >= 1, "batch.linger_ms", "must be at least 1"),
-        (worker.poll_timeout_ms >= 1, "worker.poll_timeout_ms", "must be at least 1"),
-        (worker.retry_initial_backoff_ms >= 1, "worker.retry_initial_backoff_ms",
+        (batch.linger_ms >= 1, "batch.linger_ms", (), "must be at least 1"),
+        (worker.poll_timeout_ms >= 1, "worker.poll_timeout_ms", (), "must be at least 1"),
+        (worker.retry_initial_backoff_ms >= 1, "worker.retry_initial_backoff_ms", (),
          "must be at least 1"),
         (worker.retry_max_backoff_ms >= worker.retry_initial_backoff_ms,
-         "worker.retry_max_backoff_ms", "must not be below retry_initial_backoff_ms"),
-        (worker.shutdown_timeout_s > 0, "worker.shutdown_timeout_s", "must be positive"),
-        (worker.dead_letter_timeout_s > 0, "worker.dead_letter_timeout_s", "must be positive"),
-        (bool(kafka.bootstrap_servers.strip()), "kafka.bootstrap_servers", "must not be empty"),
-        (bool(kafka.topics) and all(kafka.topics), "kafka.topics", "at least one topic name"),
-        (bool(kafka.dead_letter_topic), "kafka.dead_letter_topic", "must not be empty"),
-        (kafka.dead_letter_topic not in kafka.topics, "kafka.dead_letter_topic",
-         "must differ from the input topics"),
-        (bool(kafka.group_id), "kafka.group_id", "must not be empty"),
-        (0 <= metrics.port <= 65535, "metrics.port", "must be within 0 … 65535"),
+         "worker.retry_max_backoff_ms", ("worker.retry_initial_backoff_ms",),
+         "must not be below retry_initial_backoff_ms"),
+        (worker.shutdown_timeout_s > 0, "worker.shutdown_timeout_s", (), "must be positive"),
+        (worker.dead_letter_timeout_s > 0, "worker.dead_letter_timeout_s", (),
+         "must be positive"),
+        (0 <= metrics.port <= 65535, "metrics.port", (), "must be within 0 … 65535"),
+        (log.kafka_repeat_interval_s > 0, "log.kafka_repeat_interval_s", (),
+         "must be positive"),
     ]  # fmt: skip
-    for ok, field, problem in checks:
-        if not ok:
-            problems.append(ConfigError(field, problem))
-    if kafka.client.get("enable.auto.commit") in (True, "true", "True", 1):
-        problem = "must stay false: offsets are committed only after rows are stored"
-        problems.append(ConfigError("kafka.client.enable.auto.commit", problem))
+    kafka: KafkaSettings | None = sections.get("kafka")
+    if kafka is not None:
+        stats = str(kafka.client.get("statistics.interval.ms", 1)).strip()
+        checks += [
+            (bool(kafka.bootstrap_servers.strip()), "kafka.bootstrap_servers", (),
+             "must not be empty"),
+            (bool(kafka.topics) and all(kafka.topics), "kafka.topics", (),
+             "at least one topic name"),
+            (bool(kafka.dead_letter_topic), "kafka.dead_letter_topic", (), "must not be empty"),
+            (kafka.dead_letter_topic not in kafka.topics, "kafka.dead_letter_topic",
+             ("kafka.topics",), "must differ from the input topics"),
+            (bool(kafka.group_id), "kafka.group_id", (), "must not be empty"),
+            (0 < kafka.startup_wait_s <= 3600, "kafka.startup_wait_s", (),
+             "must be within 0 … 3600 seconds (0 excluded)"),
+            (kafka.not_alive_after_down_s > 0, "kafka.not_alive_after_down_s", (),
+             "must be positive"),
+            (kafka.client.get("enable.auto.commit") not in (True, "true", "True", 1),
+             "kafka.client.enable.auto.commit", (),
+             "must stay false: offsets are committed only after rows are stored"),
+            (not stats.lstrip("-").isdigit() or int(stats) > 0,
+             "kafka.client.statistics.interval.ms", (),
+             "must stay positive: broker health and lag metrics come from statistics"),
+        ]  # fmt: skip
+    for ok, field, involved, problem in checks:
+        if not ok and not load.bad.intersection((field, *involved)):
+            load.add(ConfigError(field, problem))

@@ -46,6 +46,7 @@ def read_topic(settings: Any, request: AuditRequest, trades: TopicTrades) -> Top
     from worker.core.deriver import Deriver
     from worker.core.fee_schedule import load_fee_schedule
     from worker.engine.sink import MessageRows, SinkResult
+    from worker.ops.kafka_logs import kafka_client_config
 
     class _Collect:
         def write(self, batch: Sequence[MessageRows]) -> SinkResult:
@@ -69,7 +70,7 @@ def read_topic(settings: Any, request: AuditRequest, trades: TopicTrades) -> Top
     config.update({"group.id": f"balance-sink-audit-{uuid.uuid4().hex[:12]}",
                    "enable.partition.eof": True, "auto.offset.reset": "error"})  # fmt: skip
     config.pop("statistics.interval.ms", None)
-    consumer = Consumer(config)
+    consumer = Consumer(kafka_client_config(config))
     try:
         ranges = resolve_ranges(consumer, settings.kafka.topics, topic_request)
         loop = settings.loop
