@@ -1,23 +1,20 @@
-"""``balance-sink run``: assemble the worker from its configuration and run it."""
+"""``balance-sink run``: load the configuration, assemble the worker, run it until stopped."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-from confluent_kafka import Consumer
-
 from worker import __version__
-from worker.core.deriver import Deriver
+from worker.commands.assemble import assemble_worker
 from worker.core.fee_schedule import load_fee_schedule
-from worker.engine.dead_letters import DeadLetterProducer
-from worker.engine.loop import ConsumerLoop, WorkerStopped
+from worker.engine.engine import EngineStopped
+from worker.engine.signals import stop_on_signals
 from worker.errors import BalanceSinkError, ConfigError
 from worker.exit_codes import EXIT_CONFIG, EXIT_FATAL, EXIT_OK
 from worker.ops.config import ConfigErrors, Settings, load_settings
 from worker.ops.http_server import HealthServer
 from worker.ops.logs import configure_logging, log_context
-from worker.ops.metrics import Metrics
 from worker.tdengine.sink import TDengineSink
 
 __all__ = (
@@ -66,42 +63,25 @@ def run_worker(path: str) -> int:
     logger.info(
         "starting balance-sink %s", __version__, extra=log_context(config=settings.redacted())
     )
-    metrics = Metrics()
-    deriver = Deriver(load_fee_schedule(settings.fee_schedule))
     try:
-        sink = TDengineSink.connect(settings.tdengine, observer=metrics)
+        worker = assemble_worker(settings)
     except BalanceSinkError as exc:
-        logger.critical("cannot start: TDengine: %s", exc)
+        logger.critical("cannot start: %s", exc)
         return EXIT_FATAL
-    consumer_config = settings.consumer_config()
-    consumer_config["stats_cb"] = metrics.observe_librdkafka_stats  # type: ignore[assignment]
-    consumer_config["error_cb"] = _log_kafka_error  # type: ignore[assignment]
-    dead_letters = DeadLetterProducer(settings.kafka.dead_letter_topic, settings.consumer_config())
-    loop = ConsumerLoop(
-        consumer=Consumer(consumer_config),
-        topics=settings.kafka.topics,
-        deriver=deriver,
-        sink=sink,
-        dead_letters=dead_letters,
-        metrics=metrics,
-        settings=settings.loop,
-    )
     server: HealthServer | None = None
     if settings.metrics.enabled:
-        server = HealthServer(
-            metrics, host=settings.metrics.host, port=settings.metrics.port,
-            liveness=loop.liveness, readiness=loop.readiness,
-        )  # fmt: skip
+        server = worker.health_server(host=settings.metrics.host, port=settings.metrics.port)
         try:
             server.start()
         except BalanceSinkError as exc:
             logger.critical("cannot start: %s", exc)
+            worker.engine.close()
             return EXIT_FATAL
         logger.info("metrics and health on %s", server.url)
-    loop.install_signal_handlers()
     try:
-        loop.run()
-    except WorkerStopped as exc:
+        with stop_on_signals(worker.stop):
+            worker.run()
+    except EngineStopped as exc:
         logger.critical("worker stopped: %s", exc)
         return EXIT_FATAL
     finally:
@@ -121,7 +101,3 @@ def init_db(path: str) -> int:
         print(f"init-db failed: {exc}", file=sys.stderr)
         return EXIT_FATAL
     return EXIT_OK
-
-
-def _log_kafka_error(error: object) -> None:
-    logger.warning("kafka client: %s", error)
