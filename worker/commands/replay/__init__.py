@@ -25,7 +25,7 @@ log lines), ``summary`` (the report) and ``command`` (checks, wiring, exit code)
 
 from worker.commands.replay.command import run_replay
 from worker.commands.replay.driver import Replayer
-from worker.commands.replay.errors import ReplayError, RetentionLostError
+from worker.commands.replay.errors import RangeError, ReplayError, RetentionLostError
 from worker.commands.replay.progress import Progress, make_progress
 from worker.commands.replay.ranges import plan_ranges, resolve_ranges
 from worker.commands.replay.request import ProgressMode, ReplayRequest
@@ -37,6 +37,7 @@ __all__ = (
     "PartitionSummary",
     "Progress",
     "ProgressMode",
+    "RangeError",
     "ReplayError",
     "ReplayRequest",
     "ReplaySummary",

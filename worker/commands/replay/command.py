@@ -10,7 +10,7 @@ import uuid
 from confluent_kafka import Consumer, KafkaException
 
 from worker.commands.replay.driver import Replayer
-from worker.commands.replay.errors import ReplayError
+from worker.commands.replay.errors import RangeError, ReplayError
 from worker.commands.replay.progress import make_progress
 from worker.commands.replay.ranges import resolve_ranges
 from worker.commands.replay.request import ReplayRequest
@@ -18,7 +18,7 @@ from worker.commands.replay.summary import report, summarize
 from worker.core.deriver import Deriver
 from worker.core.fee_schedule import load_fee_schedule
 from worker.engine.dead_letters import DeadLetterProducer, DeadLetters, ListedDeadLetters
-from worker.engine.engine import Engine
+from worker.engine.engine import Engine, Totals
 from worker.engine.kafka import range_consumer_config
 from worker.engine.ranges import PartitionRange
 from worker.engine.signals import stop_on_signals
@@ -82,8 +82,19 @@ def run_replay(request: ReplayRequest) -> int:
     try:
         try:
             ranges = resolve_ranges(consumer, topics, request)
-        except (ReplayError, KafkaException) as exc:
+        except RangeError as exc:
             return _fail(str(exc))
+        except (ReplayError, KafkaException) as exc:
+            # The cluster did not answer (or not in full): a stop before the start.
+            logger.critical("replay could not read the topic's offsets: %s", exc)
+            report(
+                summarize(request, ranges=[], totals=Totals(), next_offsets={}, complete=False,
+                          schedule_path=schedule_path, dead_letter_topic=dead_letter_topic,
+                          listed=None, started=started,
+                          error=f"could not read the topic's offsets: {exc}"),
+                request.summary_file,
+            )  # fmt: skip
+            return EXIT_FAILED
         return _replay(request, settings, schedule_path, deriver, consumer, ranges,
                        dead_letter_topic, started)  # fmt: skip
     finally:

@@ -14,9 +14,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
-from confluent_kafka import OFFSET_INVALID, TopicPartition
+from confluent_kafka import OFFSET_INVALID, KafkaError, TopicPartition
 
-from worker.commands.replay.errors import ReplayError, RetentionLostError
+from worker.commands.replay.errors import RangeError, ReplayError, RetentionLostError
 from worker.commands.replay.request import ReplayRequest
 from worker.commands.specs import OffsetSpec
 from worker.engine.ranges import PartitionRange
@@ -38,7 +38,7 @@ def _select(spec: OffsetSpec, partitions: Sequence[TP], what: str) -> dict[TP, i
     known = {p for _, p in partitions}
     unknown = sorted(set(spec) - known)
     if unknown:
-        raise ReplayError(f"{what}: no partition {unknown[0]} (partitions: {sorted(known)})")
+        raise RangeError(f"{what}: no partition {unknown[0]} (partitions: {sorted(known)})")
     return {tp: spec[tp[1]] for tp in partitions if tp[1] in spec}
 
 
@@ -113,9 +113,12 @@ def _partitions(source: OffsetSource, topics: Sequence[str]) -> list[TP]:
     found: list[TP] = []
     for topic in topics:
         metadata = source.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics.get(topic)
-        if metadata is None or metadata.error is not None or not metadata.partitions:
-            problem = metadata.error if metadata is not None else "no metadata"
-            raise ReplayError(f"topic {topic!r} is not available: {problem}")
+        error: KafkaError | None = None if metadata is None else metadata.error
+        if error is not None and error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+            raise ReplayError(f"topic {topic!r} is not available: {error}")
+        if metadata is None or error is not None or not metadata.partitions:
+            problem = error if error is not None else "no metadata or no partitions"
+            raise RangeError(f"topic {topic!r} is not available: {problem}")
         found.extend((topic, p) for p in sorted(metadata.partitions))
     return found
 
@@ -166,7 +169,7 @@ def resolve_ranges(
                 resumed += 1
         missing = [tp for tp in partitions if tp not in starts]
         if missing and not request.has_start:
-            raise ReplayError(
+            raise RangeError(
                 f"--resume: group {request.commit_group!r} has no committed offset for "
                 f"{', '.join(f'{t}[{p}]' for t, p in missing)}; add a start "
                 "(--from-beginning, --from-offset or --from-timestamp) for those partitions"
