@@ -233,12 +233,8 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     from standins.local_kafka import LocalKafkaBroker
 
-    broker = LocalKafkaBroker()
-    broker.start()
-    try:
+    with LocalKafkaBroker() as broker:  # started on entry, stopped on exit
         yield broker.bootstrap_servers
-    finally:
-        broker.stop()
 
 
 @contextmanager
