@@ -1,7 +1,7 @@
 """Replay benchmark: ``balance-sink replay`` against the worker, on the same messages.
 
-Replay and the worker share the pipeline (:mod:`worker.engine.pipeline`: derive, batch,
-write, dead-letter) and batch limits, so their rates should match; this measures it.
+Replay and the worker run the same engine (:mod:`worker.engine`: decode, batch, write,
+dead-letter) with the same batch limits, so their rates should match; this measures it.
 On a local broker (or ``KAFKA_BOOTSTRAP``), a 4-partition topic gets N generated
 trades; then, each in a fresh process: ``replay --dry-run`` (derive and count, no
 store), ``replay`` into the REST double (its own process), and the worker
@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.bench_worker import _double_url, measure, produce
+from bench.bench_worker import kafka_bootstrap, measure, produce, rest_double
 from standins.samples import fee_schedule_text
 
 
@@ -51,20 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trades", type=int, default=200_000)
     args = parser.parse_args(argv)
 
-    from standins.local_kafka import LocalKafkaBroker
-
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        broker = LocalKafkaBroker()
-        broker.start()
-        bootstrap = broker.bootstrap_servers
-    double = subprocess.Popen(
-        [sys.executable, "-m", "standins.tdengine_double", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        url = _double_url(double)
+    with kafka_bootstrap() as bootstrap, rest_double() as url:
         topic = f"bench-replay-{uuid.uuid4().hex[:8]}"
         produced_s = produce(bootstrap, topic, args.trades)
         print(f"produced {args.trades:,} trades in {produced_s:.1f} s")
@@ -88,11 +75,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate = worker["messages"] / worker["seconds"]
         print(f"{'worker -> REST double (same messages):':<42}{rate:>9,.0f} msg/s")
         print(f"replay / worker: {stored['rate'] / rate:.2f}")
-    finally:
-        double.terminate()
-        double.wait(10)
-        if broker is not None:
-            broker.stop()
     return 0
 
 

@@ -19,7 +19,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,23 +76,18 @@ def child(args: argparse.Namespace) -> None:
 
 
 def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
+    from worker.commands.assemble import assemble_worker
     from worker.core.deriver import Deriver
     from worker.core.fee_schedule import parse_fee_schedule
-    from worker.engine.dead_letters import DeadLetterProducer
-    from worker.engine.loop import ConsumerLoop
     from worker.engine.sink import MessageRows, Sink, SinkResult
-    from worker.ops.config import BatchSettings, KafkaSettings, LoopOptions, WorkerSettings
-    from worker.ops.metrics import Metrics
+    from worker.ops.config import BatchSettings, KafkaSettings, Settings, WorkerSettings
     from worker.tdengine.options import TDengineOptions
     from worker.tdengine.sink import StatementOnlySink, TDengineSink
 
     inner: Sink
-    if args.mode == "statements":
-        inner = StatementOnlySink()
-    else:
-        inner = TDengineSink.connect(
-            TDengineOptions(url=args.tdengine_url, database=f"bench_{uuid.uuid4().hex[:8]}")
-        )
+    tdengine = TDengineOptions(url=args.tdengine_url or "http://localhost:6041",
+                               database=f"bench_{uuid.uuid4().hex[:8]}")  # fmt: skip
+    inner = StatementOnlySink() if args.mode == "statements" else TDengineSink.connect(tdengine)
     flushes: list[float] = []
 
     class TimedSink:
@@ -105,44 +101,41 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
         def close(self) -> None:
             inner.close()
 
-    kafka = KafkaSettings(bootstrap_servers=args.bootstrap, group_id=uuid.uuid4().hex)
-    options = LoopOptions.of(
-        BatchSettings(max_rows=20_000, max_bytes=1_000_000, linger_ms=500),
-        WorkerSettings(
+    settings = Settings(
+        fee_schedule="(the sample schedule)",
+        kafka=KafkaSettings(bootstrap_servers=args.bootstrap, group_id=uuid.uuid4().hex,
+                            topics=(args.topic,), dead_letter_topic=f"{args.topic}.dlq"),
+        tdengine=tdengine,
+        batch=BatchSettings(max_rows=20_000, max_bytes=1_000_000, linger_ms=500),
+        worker=WorkerSettings(
             retry_initial_backoff_ms=200,
             retry_max_backoff_ms=5000,
             shutdown_timeout_s=30,
             not_ready_after_failing_s=60,
             summary_interval_s=3600,
         ),
-    )
-    loop = ConsumerLoop(
-        consumer=Consumer(kafka.consumer_config()),
-        topics=[args.topic],
-        deriver=Deriver(parse_fee_schedule(fee_schedule_text())),
-        sink=TimedSink(),
-        dead_letters=DeadLetterProducer(f"{args.topic}.dlq", {"bootstrap.servers": args.bootstrap}),
-        metrics=Metrics(),
-        settings=options,
+    )  # fmt: skip
+    worker = assemble_worker(
+        settings, deriver=Deriver(parse_fee_schedule(fee_schedule_text())), sink=TimedSink()
     )
     started: list[float] = []
 
     def watch() -> None:
         while True:
-            progress = loop.progress
+            progress = worker.progress
             if progress["messages"] and not started:
                 started.append(time.perf_counter())
-            if progress["messages"] >= args.count and loop.buffered_messages == 0:
-                loop.stop()
+            if progress["messages"] >= args.count and worker.buffered_messages == 0:
+                worker.stop()
                 return
             time.sleep(0.02)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    loop.run()
+    worker.run()
     elapsed = time.perf_counter() - started[0]
     flushes.sort()
-    progress = loop.progress
+    progress = worker.progress
     return {
         "seconds": elapsed,
         "messages": progress["messages"],
@@ -202,15 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         child(args)
         return 0
 
-    from standins.local_kafka import LocalKafkaBroker
-
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        broker = LocalKafkaBroker()
-        broker.start()
-        bootstrap = broker.bootstrap_servers
-    try:
+    with kafka_bootstrap() as bootstrap:
         topic = f"bench-{uuid.uuid4().hex[:8]}"
         produced_s = produce(bootstrap, topic, args.trades)
         print(f"produced {args.trades:,} trades in {produced_s:.1f} s")
@@ -221,22 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         _report("(i) worker, statement-only sink", stm, raw_rate)
         small = f"{topic}-double"
         produce(bootstrap, small, args.double_trades)
-        double = subprocess.Popen(
-            [sys.executable, "-m", "standins.tdengine_double", "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            url = _double_url(double)
+        with rest_double() as url:
             _report(
                 "(ii) worker -> REST double",
                 measure("tdengine", bootstrap, small, args.double_trades, url),
                 raw_rate,
             )
-        finally:
-            double.terminate()
-            double.wait(10)
         real = os.environ.get("TDENGINE_URL")
         if real:
             _report(
@@ -246,10 +221,34 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             print("(iii) worker -> TDengine: skipped, TDENGINE_URL is not set")
-    finally:
-        if broker is not None:
-            broker.stop()
     return 0
+
+
+@contextmanager
+def kafka_bootstrap() -> Iterator[str]:
+    """``KAFKA_BOOTSTRAP``, or a local broker started for the benchmark (stopped after)."""
+    given = os.environ.get("KAFKA_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    from standins.local_kafka import LocalKafkaBroker
+
+    with LocalKafkaBroker() as broker:  # started on entry, stopped on exit
+        yield broker.bootstrap_servers
+
+
+@contextmanager
+def rest_double() -> Iterator[str]:
+    """The TDengine REST double in a process of its own; yields its URL."""
+    double = subprocess.Popen(
+        [sys.executable, "-m", "standins.tdengine_double", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        yield _double_url(double)
+    finally:
+        double.terminate()
+        double.wait(10)
 
 
 def _double_url(proc: subprocess.Popen[str]) -> str:

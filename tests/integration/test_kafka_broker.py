@@ -1,21 +1,38 @@
-"""The real broker behaves as the sink relies on: commits, rebalances, replay by time."""
+"""The real broker behaves as the sink relies on: commits, rebalances, replay by time;
+and the engine's commits reach the high watermark on it even when some fail."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import pytest
 from confluent_kafka import (
     OFFSET_END,
     TIMESTAMP_CREATE_TIME,
     Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
     TopicPartition,
 )
 
+from standins.samples import fee_schedule_text, trade_lines
 from tests.fixtures.kafka import ConsumerConfigFactory, ProduceMessages, TopicFactory
+from worker.core.deriver import Deriver
+from worker.core.fee_schedule import parse_fee_schedule
+from worker.engine.dead_letters import ListedDeadLetters
+from worker.engine.engine import Engine
+from worker.engine.kafka import RebalanceCallback
+from worker.engine.sink import CountingSink
+from worker.ops.config import LoopOptions
+from worker.ops.metrics import Metrics
+
+from .worker_support import committed_offsets, high_watermarks, wait_until
 
 logger = logging.getLogger(__name__)
 
@@ -256,3 +273,99 @@ def test_kip848_consumer_protocol_splits_and_hands_back_partitions(
         if c2 is not None:
             c2.close()
         c1.close()
+
+
+class CommitFailingConsumer:
+    """The real consumer, whose first commits fail with ``codes``, as during a rebalance."""
+
+    def __init__(self, consumer: Consumer, codes: Sequence[int]) -> None:
+        self._consumer = consumer
+        self._failures = deque(codes)
+        self.attempts: list[str] = []
+
+    def commit(
+        self, *, offsets: list[TopicPartition], asynchronous: Literal[False]
+    ) -> list[TopicPartition]:
+        if self._failures:
+            error = KafkaError(self._failures.popleft())
+            self.attempts.append(error.name())
+            raise KafkaException(error)
+        committed = self._consumer.commit(offsets=offsets, asynchronous=False)
+        self.attempts.append("ok")
+        return committed
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
+        return self._consumer.consume(num_messages, timeout)
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self._consumer.pause(partitions)
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self._consumer.resume(partitions)
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self._consumer.assign(partitions)
+
+    def subscribe(self, topics: list[str], **callbacks: RebalanceCallback | None) -> None:
+        self._consumer.subscribe(topics, **callbacks)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def test_partitions_idle_after_a_failed_commit_still_get_committed_to_the_high_watermark(
+    topic_factory: TopicFactory,
+    produce_messages: ProduceMessages,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = topic_factory(2)
+    produce_messages(topic, trade_lines(200, seed=3))  # then nothing more: both go idle
+    config = consumer_config()
+    consumer = CommitFailingConsumer(
+        Consumer(config),
+        [KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS,
+         KafkaError.REQUEST_TIMED_OUT],
+    )  # fmt: skip
+    settings = LoopOptions(
+        max_rows=100_000, max_bytes=10**9, linger_ms=200, poll_timeout_ms=100,
+        retry_initial_backoff_ms=200, retry_max_backoff_ms=1000, dead_letter_timeout_s=5.0,
+        shutdown_timeout_s=10.0, not_ready_after_failing_s=60.0, summary_interval_s=60.0,
+    )  # fmt: skip
+    engine = Engine(
+        consumer=consumer, deriver=Deriver(parse_fee_schedule(fee_schedule_text())),
+        sink=CountingSink(), dead_letters=ListedDeadLetters(), metrics=Metrics(),
+        settings=settings,
+    )  # fmt: skip
+    engine.subscribe([topic])
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            engine.run()
+        except BaseException as exc:  # reported by the test thread
+            failure.append(exc)
+
+    runner = threading.Thread(target=run, name="engine")
+    runner.start()
+    group = str(config["group.id"])
+    marks = high_watermarks(config, topic, 2)
+    try:
+        wait_until(
+            lambda: committed_offsets(config, group, topic, 2) == marks or bool(failure),
+            60, f"committed offsets at the high watermarks {marks}",
+            on_timeout=lambda: f"commit attempts: {consumer.attempts}",
+        )  # fmt: skip
+        assert not failure, failure
+        assert engine.totals.messages == sum(marks)
+        # Every failure came before the success, and some commit was a retry: with one
+        # commit per flush (the defect), the offsets would have stayed behind.
+        assert consumer.attempts[:3] == [
+            "ILLEGAL_GENERATION", "REBALANCE_IN_PROGRESS", "REQUEST_TIMED_OUT",
+        ]  # fmt: skip
+        assert "ok" in consumer.attempts[3:]
+        assert len(consumer.attempts) > engine.totals.flushes
+    finally:
+        engine.stop()
+        runner.join(30)
+        engine.close()
+    assert not failure, failure

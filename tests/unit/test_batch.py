@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from worker.core.deriver import Deriver
-from worker.engine.batch import ROW_SQL_BYTES, Batch, Rejected
-from worker.engine.dead_letters import dead_letter_headers
+from worker.engine.batch import ROW_SQL_BYTES, Batch
+from worker.engine.dead_letters import DeadLetter, dead_letter_headers
 from worker.engine.sink import MessageKey, MessageRows
 
 from .samples import line, schedule
@@ -18,9 +18,9 @@ def rows(topic: str, partition: int, offset: int) -> MessageRows:
     return MessageRows(MessageKey(topic, partition, offset), events)
 
 
-def reject(topic: str, partition: int, offset: int) -> Rejected:
+def reject(topic: str, partition: int, offset: int) -> DeadLetter:
     key = MessageKey(topic, partition, offset)
-    return Rejected(key, b"k", b"{bad", 1700000000000, [("trace", b"1")], "invalid_json", "x")
+    return DeadLetter(key, b"k", b"{bad", 1700000000000, [("trace", b"1")], "invalid_json", "x")
 
 
 def test_high_offsets_cover_rows_and_rejects_of_each_partition() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 from worker.commands import cli
 from worker.commands.audit import AuditRequest
 from worker.commands.replay import ReplayRequest, run_replay
+from worker.exit_codes import EXIT_FAILED
 
 CONFIG = """
 fee_schedule = "{schedule}"
@@ -106,6 +109,24 @@ def test_replay_reports_a_bad_fee_schedule_as_usage(
     request = ReplayRequest(config=config, from_beginning=True, fee_schedule=str(bad))
     assert run_replay(request) == 2
     assert "fee schedule error" in capsys.readouterr().err
+
+
+def test_replay_that_cannot_reach_the_broker_exits_1_stopped_before_the_end(
+    config: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("worker.commands.replay.ranges.METADATA_TIMEOUT_S", 1.0)
+    root = logging.getLogger()  # the replay configures logging: put it back afterwards
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    summary = tmp_path / "summary.json"
+    request = ReplayRequest(
+        config=config, from_beginning=True, dry_run=True, summary_file=str(summary)
+    )  # bootstrap 127.0.0.1:9: nothing listens there
+    assert run_replay(request) == EXIT_FAILED == 1  # not 2: the request itself was fine
+    out = capsys.readouterr().out
+    assert "replay INCOMPLETE" in out and "could not read the topic's offsets" in out
+    written = json.loads(summary.read_text())
+    assert written["completed"] is False and written["messages_read"] == 0
 
 
 def test_audit_options_become_a_request(captured: list[Any]) -> None:

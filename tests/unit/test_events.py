@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from worker.core.deriver import Deriver
-from worker.core.events import BalanceEvent, check_conservation, derive_events
+from worker.core.events import BalanceEvent, balance_events, check_conservation
 from worker.core.fees import RATE_PRECISION
 from worker.core.messages import ASSET_ID_MAX, INT63_MAX, TRADE_ID_MAX, Trade
 from worker.core.rejections import Rejection
@@ -150,7 +150,7 @@ def test_every_trade_conserves_assets_and_stays_in_bounds(
     qa = trade.quote_amount
     if trade.base_asset_id == trade.quote_asset_id or not 0 < qa <= INT63_MAX:
         return
-    rows = derive_events(trade, buyer_rate, seller_rate)
+    rows = balance_events(trade, buyer_rate, seller_rate)
     net: dict[int, int] = {}
     for e in rows:
         net[e.credit_asset] = net.get(e.credit_asset, 0) + e.credit_amt

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Sequence
-from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError
 
 from standins.samples import fee_schedule_text, trade_lines
-from worker.commands import replay as replay_module
 from worker.commands.replay import (
-    CountingSink,
-    ListedDeadLetters,
     PartitionRange,
     PartitionSummary,
     Replayer,
@@ -27,10 +22,13 @@ from worker.commands.replay import (
 )
 from worker.core.deriver import Deriver
 from worker.core.fee_schedule import parse_fee_schedule
-from worker.engine.sink import MessageRows, SinkResult
+from worker.engine.dead_letters import ListedDeadLetters
+from worker.engine.engine import Engine
+from worker.engine.sink import CountingSink, MessageRows, Sink, SinkResult
+from worker.ops.metrics import Metrics
 from worker.tdengine.errors import TransientStoreError
 
-T = "trades"
+from .kafka_fakes import FakeConsumer, T, engine_settings, message
 
 
 def test_plan_ranges_defaults_to_the_high_watermark_and_clamps_with_a_warning(
@@ -69,79 +67,30 @@ def test_a_start_below_the_low_watermark_names_every_lost_partition() -> None:
 # -- the loop, with a fake consumer -------------------------------------------------------
 
 
-class FakeMessage:
-    def __init__(
-        self, partition: int, offset: int, value: bytes = b"", error: KafkaError | None = None
-    ) -> None:
-        self._partition, self._offset, self._value, self._error = partition, offset, value, error
-
-    def error(self) -> KafkaError | None:
-        return self._error
-
-    def topic(self) -> str:
-        return T
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return None
-
-    def headers(self) -> None:
-        return None
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000)
-
-
-class FakeConsumer:
-    def __init__(self, polls: Sequence[Sequence[FakeMessage]]) -> None:
-        self.polls = deque(polls)
-        self.assigned: list[tuple[str, int, int]] = []
-        self.paused: list[tuple[str, int]] = []
-        self.commits: list[list[tuple[str, int, int]]] = []
-        self.consumes = 0
-
-    def assign(self, partitions: list[TopicPartition]) -> None:
-        self.assigned = [(tp.topic, tp.partition, tp.offset) for tp in partitions]
-
-    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
-        self.consumes += 1
-        assert self.consumes < 100, "the replay did not stop by itself"
-        return list(self.polls.popleft()) if self.polls else []
-
-    def pause(self, partitions: list[TopicPartition]) -> None:
-        self.paused.extend((tp.topic, tp.partition) for tp in partitions)
-
-    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> list[TopicPartition]:
-        assert asynchronous is False
-        self.commits.append([(tp.topic, tp.partition, tp.offset) for tp in offsets])
-        return offsets
-
-
 LINES = trade_lines(40, seed=5, invalid_ratio=0.0)
 
 
-def replayer(consumer: FakeConsumer, ranges: list[PartitionRange], **kw: Any) -> Replayer:
-    defaults: dict[str, Any] = {
-        "deriver": Deriver(parse_fee_schedule(fee_schedule_text())),
-        "sink": CountingSink(), "dead_letters": ListedDeadLetters(), "commit": True,
-        "max_rows": 1000, "max_bytes": 10**6, "linger_s": 60.0, "poll_timeout_s": 0.0,
-        "dead_letter_timeout_s": 1.0, "max_retry_s": 5.0,
-    }  # fmt: skip
-    defaults.update(kw)
-    return Replayer(consumer=consumer, ranges=ranges, **defaults)  # type: ignore[arg-type]
+def replayer(
+    consumer: FakeConsumer,
+    ranges: list[PartitionRange],
+    *,
+    sink: Sink | None = None,
+    dead_letters: ListedDeadLetters | None = None,
+    commit: bool = True,
+    max_retry_s: float = 5.0,
+) -> Replayer:
+    engine = Engine(
+        consumer=consumer, deriver=Deriver(parse_fee_schedule(fee_schedule_text())),
+        sink=sink or CountingSink(), dead_letters=dead_letters or ListedDeadLetters(),
+        metrics=Metrics(), settings=engine_settings(max_rows=1000, retry_initial_backoff_ms=10),
+        give_up_after_s=max_retry_s, clock=consumer.clock,
+    )  # fmt: skip
+    return Replayer(engine, ranges, commit=commit)
 
 
 def test_reads_to_the_end_of_each_range_and_ignores_what_follows() -> None:
-    p0 = [FakeMessage(0, o, LINES[o]) for o in range(8)]
-    p1 = [FakeMessage(1, o, LINES[10 + o] if o != 2 else b"{oops") for o in range(3, 6)]
+    p0 = [message(0, o, LINES[o]) for o in range(8)]
+    p1 = [message(1, o, LINES[10 + o] if o != 2 else b"{oops") for o in range(3, 6)]
     consumer = FakeConsumer([p0[:3] + p1[:1], p0[3:] + p1[1:]])
     dead = ListedDeadLetters()
     r = replayer(consumer, [PartitionRange(T, 0, 0, 5), PartitionRange(T, 1, 3, 6),
@@ -157,7 +106,7 @@ def test_reads_to_the_end_of_each_range_and_ignores_what_follows() -> None:
 
 
 def test_invalid_messages_are_listed_with_their_reason_and_value() -> None:
-    msgs = [FakeMessage(0, 0, LINES[0]), FakeMessage(0, 1, b"[1]"), FakeMessage(0, 2, LINES[2])]
+    msgs = [message(0, 0, LINES[0]), message(0, 1, b"[1]"), message(0, 2, LINES[2])]
     dead = ListedDeadLetters()
     r = replayer(FakeConsumer([msgs]), [PartitionRange(T, 0, 0, 3)], dead_letters=dead)
     r.run()
@@ -169,10 +118,10 @@ def test_invalid_messages_are_listed_with_their_reason_and_value() -> None:
 
 def test_partition_eof_at_the_end_finishes_a_partition_whose_last_offsets_are_markers() -> None:
     eof = KafkaError(KafkaError._PARTITION_EOF)
-    early = FakeMessage(0, 2, error=eof)  # the high watermark moved on since: keep reading
+    early = message(0, 2, error=eof)  # the high watermark moved on since: keep reading
     consumer = FakeConsumer(
-        [[FakeMessage(0, 0, LINES[0]), FakeMessage(0, 1, LINES[1]), early], [],
-         [FakeMessage(0, 2, LINES[2]), FakeMessage(0, 5, error=eof)]]
+        [[message(0, 0, LINES[0]), message(0, 1, LINES[1]), early], [],
+         [message(0, 2, LINES[2]), message(0, 5, error=eof)]]
     )  # fmt: skip
     r = replayer(consumer, [PartitionRange(T, 0, 0, 5)])
     r.run()
@@ -182,15 +131,15 @@ def test_partition_eof_at_the_end_finishes_a_partition_whose_last_offsets_are_ma
 
 
 def test_an_offset_reset_stops_the_replay_instead_of_jumping() -> None:
-    reset = FakeMessage(0, -1, error=KafkaError(KafkaError._AUTO_OFFSET_RESET))
-    r = replayer(FakeConsumer([[FakeMessage(0, 0, LINES[0])], [reset]]),
+    reset = message(0, -1, error=KafkaError(KafkaError._AUTO_OFFSET_RESET))
+    r = replayer(FakeConsumer([[message(0, 0, LINES[0])], [reset]]),
                  [PartitionRange(T, 0, 0, 5)])  # fmt: skip
     with pytest.raises(ReplayError, match="offsets were lost"):
         r.run()
 
 
 def test_without_a_progress_group_nothing_is_committed() -> None:
-    consumer = FakeConsumer([[FakeMessage(0, o, LINES[o]) for o in range(3)]])
+    consumer = FakeConsumer([[message(0, o, LINES[o]) for o in range(3)]])
     replayer(consumer, [PartitionRange(T, 0, 0, 3)], commit=False).run()
     assert consumer.commits == []
 
@@ -207,21 +156,17 @@ class FlakySink(CountingSink):
         return super().write(batch)
 
 
-def test_a_failing_write_is_retried_whole_then_committed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(replay_module, "_RETRY_INITIAL_S", 0.01)
+def test_a_failing_write_is_retried_whole_then_committed() -> None:
     sink = FlakySink(failures=2)
-    consumer = FakeConsumer([[FakeMessage(0, o, LINES[o]) for o in range(4)]])
+    consumer = FakeConsumer([[message(0, o, LINES[o]) for o in range(4)]])
     r = replayer(consumer, [PartitionRange(T, 0, 0, 4)], sink=sink)
     r.run()
     assert sink.calls == 3 and r.totals.rows == 16
     assert consumer.commits == [[(T, 0, 0)], [(T, 0, 4)]]
 
 
-def test_a_write_failing_past_the_retry_budget_stops_without_committing(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(replay_module, "_RETRY_INITIAL_S", 0.01)
-    consumer = FakeConsumer([[FakeMessage(0, 0, LINES[0])]])
+def test_a_write_failing_past_the_retry_budget_stops_without_committing() -> None:
+    consumer = FakeConsumer([[message(0, 0, LINES[0])]])
     r = replayer(consumer, [PartitionRange(T, 0, 0, 1)], sink=FlakySink(10**6), max_retry_s=0.05)
     with pytest.raises(ReplayError, match="TDengine kept failing"):
         r.run()
@@ -229,15 +174,9 @@ def test_a_write_failing_past_the_retry_budget_stops_without_committing(
 
 
 def test_stop_stores_and_commits_what_was_read() -> None:
-    consumer = FakeConsumer([[FakeMessage(0, 0, LINES[0]), FakeMessage(0, 1, LINES[1])]])
+    consumer = FakeConsumer([[message(0, 0, LINES[0]), message(0, 1, LINES[1])]])
     r = replayer(consumer, [PartitionRange(T, 0, 0, 10)])
-    original = consumer.consume
-
-    def consume_then_stop(num_messages: int, timeout: float) -> list[FakeMessage]:
-        r.stop()
-        return original(num_messages, timeout)
-
-    consumer.consume = consume_then_stop  # type: ignore[method-assign]
+    consumer.between_polls.append(r.stop)  # asked to stop during the first poll
     r.run()
     assert not r.complete
     assert consumer.commits == [[(T, 0, 0)], [(T, 0, 2)]]

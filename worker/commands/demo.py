@@ -38,13 +38,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from standins.samples import fee_schedule_text, trade_lines
+from worker.commands.assemble import Worker, assemble_worker
 from worker.core.deriver import Deriver
 from worker.core.fee_schedule import parse_fee_schedule
-from worker.engine.dead_letters import DeadLetterProducer
-from worker.engine.loop import ConsumerLoop, WorkerStopped
+from worker.engine.engine import EngineStopped
+from worker.engine.signals import stop_on_signals
 from worker.errors import BalanceSinkError
-from worker.ops.config import BatchSettings, KafkaSettings, LoopOptions, WorkerSettings
-from worker.ops.http_server import HealthServer
+from worker.ops.config import BatchSettings, KafkaSettings, Settings, WorkerSettings
 from worker.ops.kafka_health import wait_for_kafka
 from worker.ops.kafka_logs import TARGET_LOGGER, flush_kafka_logs, kafka_client_config
 from worker.ops.logs import configure_logging
@@ -246,52 +246,44 @@ def _run_worker(
     total: int,
 ) -> int:
     group = f"balance-sink-demo-{uuid.uuid4().hex[:6]}"
-    kafka = KafkaSettings(
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        topics=(topic,),
-        dead_letter_topic=dead_letter_topic,
+    settings = Settings(
+        fee_schedule="(the demo's sample schedule)",
+        kafka=KafkaSettings(
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            topics=(topic,),
+            dead_letter_topic=dead_letter_topic,
+        ),
+        tdengine=options,
+        batch=BatchSettings(linger_ms=200),
+        worker=WorkerSettings(summary_interval_s=3600),
     )
-    loop_options = LoopOptions.of(
-        BatchSettings(linger_ms=200), WorkerSettings(summary_interval_s=3600)
-    )
-    loop = ConsumerLoop(
-        consumer=Consumer(kafka_client_config(kafka.consumer_config())),
-        topics=kafka.topics,
+    worker = assemble_worker(
+        settings,
         deriver=Deriver(parse_fee_schedule(fee_schedule_text())),
         sink=sink,
-        dead_letters=DeadLetterProducer(
-            dead_letter_topic, kafka_client_config({"bootstrap.servers": bootstrap})
-        ),
         metrics=metrics,
-        settings=loop_options,
     )
-    server = HealthServer(
-        metrics,
-        host="127.0.0.1",
-        port=0,
-        liveness=loop.liveness,
-        readiness=loop.readiness,
-    )
+    server = worker.health_server(host="127.0.0.1", port=0)
     server.start()
     metrics_url = server.url  # the bound port; read while the server is up
     console.print(f"worker: consuming with group {group}; metrics at {metrics_url}/metrics")
-    loop.install_signal_handlers()
     started = time.monotonic()
-    watcher = threading.Thread(target=_watch, args=(loop, total, console), daemon=True)
+    watcher = threading.Thread(target=_watch, args=(worker, total, console), daemon=True)
     watcher.start()
     try:
-        loop.run()
-    except WorkerStopped as exc:
+        with stop_on_signals(worker.stop):
+            worker.run()
+    except EngineStopped as exc:
         raise _DemoError(f"worker stopped: {exc}") from None
     finally:
         server.stop()
     elapsed = time.monotonic() - started
-    _summary(console, options, metrics, bootstrap, group, topic, elapsed, metrics_url)
+    _summary(console, options, worker.metrics, bootstrap, group, topic, elapsed, metrics_url)
     return 0
 
 
-def _watch(loop: ConsumerLoop, total: int, console: Console) -> None:
+def _watch(loop: Worker, total: int, console: Console) -> None:
     """Show progress; stop the loop once every message is stored or dead-lettered."""
     columns = (
         TextColumn("[bold]worker"),

@@ -1,23 +1,21 @@
-"""``balance-sink run``: assemble the worker from its configuration and run it."""
+"""``balance-sink run``: load the configuration, assemble the worker, run it until stopped."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-from confluent_kafka import Consumer
-
 from worker import __version__
-from worker.core.deriver import Deriver
+from worker.commands.assemble import assemble_worker, group_consumer_config
 from worker.core.fee_schedule import load_fee_schedule
-from worker.engine.dead_letters import DeadLetterProducer
-from worker.engine.loop import ConsumerLoop, WorkerStopped
+from worker.engine.engine import EngineStopped
+from worker.engine.signals import stop_on_signals
 from worker.errors import BalanceSinkError, ConfigError
 from worker.exit_codes import EXIT_CONFIG, EXIT_FATAL, EXIT_OK
 from worker.ops.config import ConfigErrors, Settings, load_settings
 from worker.ops.http_server import Check, HealthServer
-from worker.ops.kafka_health import BrokerWatch, log_client_error, wait_for_kafka
-from worker.ops.kafka_logs import flush_kafka_logs, kafka_client_config, set_repeat_interval
+from worker.ops.kafka_health import BrokerWatch, wait_for_kafka
+from worker.ops.kafka_logs import flush_kafka_logs, set_repeat_interval
 from worker.ops.logs import configure_logging, log_context
 from worker.ops.metrics import Metrics
 from worker.tdengine.sink import TDengineSink
@@ -76,7 +74,7 @@ def run_worker(path: str) -> int:
 
 
 class _Probes:
-    """What /healthz and /readyz answer; the checks change once the loop exists.
+    """What /healthz and /readyz answer; the checks change once the worker exists.
 
     While starting (bounded waits for Kafka and TDengine), the worker is alive and not
     ready, so an orchestrator's probes neither kill it nor route to it: it exits by
@@ -120,50 +118,30 @@ def _start_and_consume(settings: Settings, metrics: Metrics, probes: _Probes) ->
     kafka = settings.kafka
     try:  # Kafka first: nothing else is worth starting without it
         wait_for_kafka(settings.consumer_config(), kafka.startup_wait_s)
+        watch = BrokerWatch(kafka.not_alive_after_down_s, bootstrap=kafka.bootstrap_servers)
+        worker = assemble_worker(
+            settings,
+            metrics=metrics,
+            consumer_config=group_consumer_config(settings, metrics, watch),
+        )
     except BalanceSinkError as exc:
         logger.critical("cannot start: %s", exc)
         return EXIT_FATAL
-    deriver = Deriver(load_fee_schedule(settings.fee_schedule))
-    try:
-        sink = TDengineSink.connect(settings.tdengine, observer=metrics)
-    except BalanceSinkError as exc:
-        logger.critical("cannot start: TDengine: %s", exc)
-        return EXIT_FATAL
-    watch = BrokerWatch(kafka.not_alive_after_down_s, bootstrap=kafka.bootstrap_servers)
-
-    def on_stats(stats_json: str) -> None:
-        metrics.observe_librdkafka_stats(stats_json)
-        watch.on_stats(stats_json)
-
-    consumer_config = kafka_client_config(settings.consumer_config())
-    consumer_config["stats_cb"] = on_stats
-    consumer_config["error_cb"] = log_client_error(watch)
-    dead_letters = DeadLetterProducer(
-        kafka.dead_letter_topic, kafka_client_config(settings.consumer_config())
-    )
-    loop = ConsumerLoop(
-        consumer=Consumer(consumer_config),
-        topics=kafka.topics,
-        deriver=deriver,
-        sink=sink,
-        dead_letters=dead_letters,
-        metrics=metrics,
-        settings=settings.loop,
-    )
+    health = worker.engine.health
 
     def liveness() -> tuple[bool, str]:
-        """The loop iterates, and some broker is reachable (or was, not long ago)."""
-        for check in (loop.liveness, watch.liveness):
+        """The engine iterates, and some broker is reachable (or was, not long ago)."""
+        for check in (health.liveness, watch.liveness):
             alive, reason = check()
             if not alive:
                 return alive, reason
         return True, "ok"
 
-    probes.live, probes.ready = liveness, loop.readiness
-    loop.install_signal_handlers()
+    probes.live, probes.ready = liveness, health.readiness
     try:
-        loop.run()
-    except WorkerStopped as exc:
+        with stop_on_signals(worker.stop):
+            worker.run()
+    except EngineStopped as exc:
         logger.critical("worker stopped: %s", exc)
         return EXIT_FATAL
     return EXIT_OK

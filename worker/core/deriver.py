@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from worker.core.events import BalanceEvent, derive_events
+from worker.core.events import BalanceEvent, balance_events
 from worker.core.fee_schedule import FeeSchedule, ScheduleVersion
 from worker.core.fees import discounted_rate
 from worker.core.messages import Trade, decode_trade
@@ -74,7 +74,7 @@ class Deriver:
         if rates.__class__ is Rejection:
             return rates
         buyer_rate, seller_rate = rates  # type: ignore[misc]
-        return derive_events(trade, buyer_rate, seller_rate)
+        return balance_events(trade, buyer_rate, seller_rate)
 
     def _select_version(self, ts: int) -> dict[_RateKey, _Rates] | None:
         version = self.schedule.version_at(ts)

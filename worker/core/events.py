@@ -17,8 +17,8 @@ __all__ = (
     "EVENT_TYPE_TRADE_SETTLED",
     "PLATFORM_USER_ID",
     "BalanceEvent",
+    "balance_events",
     "check_conservation",
-    "derive_events",
 )
 
 EVENTS_PER_TRADE: Final = 4
@@ -51,7 +51,7 @@ class BalanceEvent(msgspec.Struct, frozen=True, gc=False):
     from_user: int | None
 
 
-def derive_events(
+def balance_events(
     trade: Trade, buyer_rate: int, seller_rate: int
 ) -> tuple[BalanceEvent, BalanceEvent, BalanceEvent, BalanceEvent]:
     """The four rows of a trade, in order k = 0..3, given each side's charged rate.

@@ -1,6 +1,6 @@
-"""The consumer's buffer: messages read but not yet stored, across partitions.
+"""The engine's buffer: messages read but not yet stored, across partitions.
 
-Every message read enters the batch, as rows or as a rejection, so the highest offset
+Every message read enters the batch, as rows or as a dead letter, so the highest offset
 of a partition in the batch is safe to commit (plus one) once the batch is flushed:
 nothing below it is missing. Flushing is due at a row count, an estimated SQL size,
 or an age, whichever comes first.
@@ -9,46 +9,37 @@ or an age, whichever comes first.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
-from typing import Final, NamedTuple
+from collections.abc import Callable, Collection
+from typing import Final
 
-from worker.engine.sink import MessageKey, MessageRows
+from worker.engine.dead_letters import DeadLetter
+from worker.engine.sink import MessageRows
 
-__all__ = ("ROW_SQL_BYTES", "Batch", "Rejected")
+__all__ = ("ROW_SQL_BYTES", "Batch", "TopicPartition")
 
 ROW_SQL_BYTES: Final = 120
 """Estimated bytes of SQL per row: a VALUES tuple of 12 integers plus its share of the
 subtable header. Only the flush trigger uses it; the writer splits by exact length."""
 
 TopicPartition = tuple[str, int]
-
-
-class Rejected(NamedTuple):
-    """A message to dead-letter, with what the Kafka record carried."""
-
-    key: MessageKey
-    record_key: bytes | None
-    value: bytes | None
-    timestamp_ms: int | None
-    headers: list[tuple[str, bytes]] | None
-    reason: str
-    detail: str
+"""A partition as the engine keys it: ``(topic, partition)``."""
 
 
 class Batch:
     """Messages read since the last successful flush."""
 
-    __slots__ = ("created", "high_offsets", "rejected", "row_count", "rows")
+    __slots__ = ("_clock", "created", "dead_letters", "high_offsets", "row_count", "rows")
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self.rows: list[MessageRows] = []
-        self.rejected: list[Rejected] = []
+        self.dead_letters: list[DeadLetter] = []
         self.high_offsets: dict[TopicPartition, int] = {}
         self.row_count = 0
-        self.created = time.monotonic()
+        self.created = clock()
 
     def __len__(self) -> int:
-        return len(self.rows) + len(self.rejected)
+        return len(self.rows) + len(self.dead_letters)
 
     @property
     def sql_bytes(self) -> int:
@@ -58,7 +49,7 @@ class Batch:
     def add_consumed(
         self,
         rows: list[MessageRows],
-        rejected: list[Rejected],
+        dead_letters: list[DeadLetter],
         row_count: int,
         last_offsets: dict[TopicPartition, int],
     ) -> None:
@@ -68,9 +59,9 @@ class Batch:
         poll is that partition's highest so far.
         """
         if not self.high_offsets:  # the first messages: the batch's age starts now
-            self.created = time.monotonic()
+            self.created = self._clock()
         self.rows.extend(rows)
-        self.rejected.extend(rejected)
+        self.dead_letters.extend(dead_letters)
         self.row_count += row_count
         self.high_offsets.update(last_offsets)
 
@@ -81,7 +72,7 @@ class Batch:
         return (
             self.row_count >= max_rows
             or self.sql_bytes >= max_bytes
-            or time.monotonic() - self.created >= linger_s
+            or self._clock() - self.created >= linger_s
         )
 
     def drop_partitions(self, partitions: Collection[TopicPartition]) -> int:
@@ -91,7 +82,9 @@ class Batch:
             return 0
         before = len(self)
         self.rows = [r for r in self.rows if (r.key.topic, r.key.partition) not in gone]
-        self.rejected = [r for r in self.rejected if (r.key.topic, r.key.partition) not in gone]
+        self.dead_letters = [
+            d for d in self.dead_letters if (d.key.topic, d.key.partition) not in gone
+        ]
         self.row_count = sum(len(r.events) for r in self.rows)
         for tp in gone:
             self.high_offsets.pop(tp, None)

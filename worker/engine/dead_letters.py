@@ -1,27 +1,48 @@
-"""The dead-letter producer: rejected messages, unchanged, with the reason in headers.
+"""Dead letters: messages that cannot become rows, where they go, and how they are kept.
 
-The record keeps the original key, value, timestamp and headers, and gains headers
-``reason``, ``detail``, ``source_topic``, ``source_partition``, ``source_offset`` and
-``worker_version``. The producer is idempotent with ``acks=all``; the consumer commits
-a source offset only after :meth:`DeadLetterProducer.flush` confirmed delivery.
+A :class:`DeadLetter` is the original record (key, value, timestamp, headers) plus
+the reason and a detail. It goes to a :class:`DeadLetters` destination:
+
+* :class:`DeadLetterProducer`: the dead-letter topic. The record keeps the original
+  key, value, timestamp and headers, and gains headers ``reason``, ``detail``,
+  ``source_topic``, ``source_partition``, ``source_offset`` and ``worker_version``.
+  The producer is idempotent with ``acks=all``; the engine commits a source offset only
+  after :meth:`DeadLetterProducer.flush` confirmed delivery.
+* :class:`ListedDeadLetters`: a list of :class:`ListedDeadLetter` in memory (``replay
+  --dry-run`` or ``--no-dead-letter``, where the summary file lists them; ``audit
+  --against-topic``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple, Protocol
 
-from confluent_kafka import KafkaError, Message, Producer
+import msgspec
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, Message, Producer
 
 from worker import __version__
-from worker.engine.batch import Rejected
+from worker.engine.sink import MessageKey
 from worker.errors import BalanceSinkError
 from worker.ops.kafka_logs import kafka_client_config
 
-__all__ = ("DeadLetterError", "DeadLetterProducer", "dead_letter_headers")
+__all__ = (
+    "SINK_REJECTED",
+    "DeadLetter",
+    "DeadLetterError",
+    "DeadLetterProducer",
+    "DeadLetters",
+    "ListedDeadLetter",
+    "ListedDeadLetters",
+    "dead_letter_headers",
+    "dead_letter_of",
+)
 
 logger = logging.getLogger(__name__)
+
+SINK_REJECTED: Final = "sink_rejected"
+"""Dead-letter reason of a message whose own rows the store refused."""
 
 _PRODUCER_DEFAULTS: Final[Mapping[str, Any]] = {
     "enable.idempotence": True,
@@ -44,16 +65,55 @@ _CONSUMER_ONLY: Final = frozenset(
 
 
 class DeadLetterError(BalanceSinkError):
-    """The dead-letter topic did not acknowledge records: the worker must stop."""
+    """The dead-letter topic did not acknowledge records: the engine must stop."""
 
 
-def dead_letter_headers(rejected: Rejected) -> list[tuple[str, bytes]]:
+class DeadLetter(NamedTuple):
+    """A message to dead-letter, with what its Kafka record carried."""
+
+    key: MessageKey
+    record_key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None
+    headers: list[tuple[str, bytes]] | None
+    reason: str
+    detail: str
+
+
+class DeadLetters(Protocol):
+    """Where dead letters go: :meth:`send` each, then :meth:`flush` to confirm them all."""
+
+    def send(self, dead: DeadLetter) -> None: ...
+    def flush(self, timeout_s: float) -> None: ...
+    def close(self, timeout_s: float = 10.0) -> None: ...
+
+
+def dead_letter_of(msg: Message, key: MessageKey, reason: str, detail: str) -> DeadLetter:
+    """The dead letter of ``msg``: its key, value, timestamp and headers unchanged."""
+    kind, ts = msg.timestamp()
+    raw = msg.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    headers = [(k, v.encode() if isinstance(v, str) else v or b"") for k, v in pairs]
+    record_key = msg.key()
+    value = msg.value()
+    return DeadLetter(
+        key,
+        record_key.encode() if isinstance(record_key, str) else record_key,
+        value.encode() if isinstance(value, str) else value,
+        ts if kind != TIMESTAMP_NOT_AVAILABLE else None,
+        headers or None,
+        reason,
+        detail,
+    )
+
+
+def dead_letter_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
     """The original headers followed by balance-sink's own."""
-    key = rejected.key
+    key = dead.key
     return [
-        *(rejected.headers or ()),
-        ("reason", rejected.reason.encode()),
-        ("detail", rejected.detail.encode()),
+        *(dead.headers or ()),
+        ("reason", dead.reason.encode()),
+        ("detail", dead.detail.encode()),
         ("source_topic", key.topic.encode()),
         ("source_partition", str(key.partition).encode()),
         ("source_offset", str(key.offset).encode()),
@@ -62,7 +122,7 @@ def dead_letter_headers(rejected: Rejected) -> list[tuple[str, bytes]]:
 
 
 class DeadLetterProducer:
-    """Produces rejected messages to one topic and confirms their delivery."""
+    """Produces dead letters to one topic and confirms their delivery."""
 
     def __init__(self, topic: str, client_config: Mapping[str, Any]) -> None:
         self.topic = topic
@@ -72,16 +132,16 @@ class DeadLetterProducer:
         self._pending = 0
         self._failures: list[str] = []
 
-    def send(self, rejected: Rejected) -> None:
+    def send(self, dead: DeadLetter) -> None:
         """Queue one record; :meth:`flush` tells whether it arrived."""
         kwargs: dict[str, Any] = {
-            "key": rejected.record_key,
-            "value": rejected.value,
-            "headers": dead_letter_headers(rejected),
+            "key": dead.record_key,
+            "value": dead.value,
+            "headers": dead_letter_headers(dead),
             "on_delivery": self._delivered,
         }
-        if rejected.timestamp_ms is not None:
-            kwargs["timestamp"] = rejected.timestamp_ms
+        if dead.timestamp_ms is not None:
+            kwargs["timestamp"] = dead.timestamp_ms
         while True:
             try:
                 self._producer.produce(self.topic, **kwargs)
@@ -112,3 +172,34 @@ class DeadLetterProducer:
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._producer.flush(timeout_s)
+
+
+class ListedDeadLetter(msgspec.Struct, frozen=True):
+    """A dead letter as a summary lists it: where it was, why, and its value as text."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    detail: str
+    value: str | None
+
+
+class ListedDeadLetters:
+    """Keeps dead letters in :attr:`items` instead of producing them."""
+
+    def __init__(self) -> None:
+        self.items: list[ListedDeadLetter] = []
+
+    def send(self, dead: DeadLetter) -> None:
+        key = dead.key
+        value = None if dead.value is None else dead.value.decode("utf-8", "replace")
+        self.items.append(
+            ListedDeadLetter(key.topic, key.partition, key.offset, dead.reason, dead.detail, value)
+        )
+
+    def flush(self, timeout_s: float) -> None:
+        pass
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        pass

@@ -1,20 +1,46 @@
-"""The sink interface the consumer loop writes batches to, and a discarding sink.
+"""The sink contract: what the engine writes batches to, and the only errors it catches.
 
-A sink stores the rows of many messages at once. It raises
-:class:`~worker.tdengine.errors.TransientStoreError` when the whole batch should be
-retried later (safe: rows overwrite themselves), raises
-:class:`~worker.tdengine.errors.FatalStoreError` when the worker must stop, and
-returns the messages whose own rows the store refused (to be dead-lettered).
+A sink stores the rows of many messages in one :meth:`Sink.write`. It either
+
+* returns a :class:`SinkResult`: the rows stored, and the messages whose own rows the
+  store refused (each with its error; the engine dead-letters them as
+  ``sink_rejected``);
+* raises :class:`SinkTransientError`: nothing is known to be stored; the engine pauses
+  its partitions and retries the whole batch later, which is safe because every row
+  overwrites itself;
+* or raises :class:`SinkFatalError`: the engine stops and commits nothing further.
+
+Any other exception is a bug and stops the engine the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from confluent_kafka import Message
 
 from worker.core.events import BalanceEvent
+from worker.errors import BalanceSinkError
 
-__all__ = ("MessageKey", "MessageRows", "Sink", "SinkResult")
+__all__ = (
+    "AllStored",
+    "CountingSink",
+    "MessageKey",
+    "MessageRows",
+    "Sink",
+    "SinkFatalError",
+    "SinkResult",
+    "SinkTransientError",
+)
+
+
+class SinkTransientError(BalanceSinkError):
+    """The store is unavailable for now: retry the whole batch later."""
+
+
+class SinkFatalError(BalanceSinkError):
+    """The store cannot be written as configured (credentials, schema, ...): stop."""
 
 
 class MessageKey(NamedTuple):
@@ -30,24 +56,43 @@ class MessageRows(NamedTuple):
 
     key: MessageKey
     events: Sequence[BalanceEvent]
-    source: Any = None
+    source: Message | None = None
     """The Kafka message, kept to dead-letter it unchanged if the store refuses it."""
 
 
-class SinkResult(NamedTuple):
-    """What a write stored, and which messages the store refused (key -> reason text)."""
+class SinkResult(Protocol):
+    """What one write stored, and which messages the store refused, with the error."""
+
+    @property
+    def rows_written(self) -> int: ...
+    @property
+    def rejected(self) -> Sequence[tuple[MessageKey, Exception]]: ...
+
+
+class AllStored(NamedTuple):
+    """A :class:`SinkResult` with nothing refused, for sinks that take every row."""
 
     rows_written: int
-    rejected: Sequence[tuple[Hashable, str]]
+    rejected: tuple[()] = ()
 
 
 class Sink(Protocol):
-    """Stores batches of message rows."""
+    """Stores batches of message rows; see the module docstring for the contract."""
 
     def write(self, batch: Sequence[MessageRows]) -> SinkResult:
-        """Store every row of ``batch`` or raise; see the module docstring."""
+        """Store every row of ``batch``, or raise a sink error."""
         ...
 
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+class CountingSink:
+    """Counts the rows it is given and stores nothing (``replay --dry-run``)."""
+
+    def write(self, batch: Sequence[MessageRows]) -> SinkResult:
+        return AllStored(sum(len(rows.events) for rows in batch))
+
+    def close(self) -> None:
+        pass

@@ -13,6 +13,10 @@ Three classes of failure, each with a different answer from the writer:
   would be wrong (bad credentials, no privilege, missing database, schema drift,
   a statement shape the server does not understand). Stop and tell an operator.
 
+The transient and fatal classes are the sink contract's errors
+(:mod:`worker.engine.sink`), which is all the engine catches; a permanent error never
+leaves the writer (it becomes a refused message).
+
 Codes are compared as TDengine reports them over REST: ``code & 0xffff``.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, Literal
 
+from worker.engine.sink import SinkFatalError, SinkTransientError
 from worker.errors import BalanceSinkError, ConfigError
 
 __all__ = (
@@ -87,7 +92,7 @@ def _rebuild(
     return cls(desc, code=code, http_status=http_status)
 
 
-class TransientStoreError(StoreError):
+class TransientStoreError(StoreError, SinkTransientError):
     """Retry later: the server, the network or taosAdapter is temporarily unable."""
 
     kind: ErrorKind = "transient"
@@ -99,7 +104,7 @@ class PermanentStoreError(StoreError):
     kind: ErrorKind = "permanent"
 
 
-class FatalStoreError(StoreError):
+class FatalStoreError(StoreError, SinkFatalError):
     """Stop: credentials, privileges, database or schema are wrong; never retried."""
 
     kind: ErrorKind = "fatal"

@@ -1,14 +1,18 @@
-"""The TDengine sink: the consumer loop's :class:`~worker.engine.sink.Sink` over the writer."""
+"""The TDengine sinks: the engine's :class:`~worker.engine.sink.Sink` over the writer.
+
+The engine's rows go to the writer as they are, and the writer's result, keyed by the
+engine's own :class:`~worker.engine.sink.MessageKey`, comes back as the sink result.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from worker.engine.sink import MessageRows, SinkResult
+from worker.engine.sink import AllStored, MessageKey, MessageRows, SinkResult
 from worker.tdengine.options import TDengineOptions
 from worker.tdengine.sql import InsertBuilder
 from worker.tdengine.transport import Transport, open_transport
-from worker.tdengine.writer import RowGroup, TDengineWriter, WriterObserver, init_database
+from worker.tdengine.writer import TDengineWriter, WriteResult, WriterObserver, init_database
 
 __all__ = ("StatementOnlySink", "TDengineSink")
 
@@ -39,9 +43,8 @@ class TDengineSink:
         """Create what is missing and check the super table; a human-readable report."""
         return init_database(options)
 
-    def write(self, batch: Sequence[MessageRows]) -> SinkResult:
-        result = self._writer.write([RowGroup(rows.key, rows.events) for rows in batch])
-        return SinkResult(result.rows_written, [(key, str(err)) for key, err in result.rejected])
+    def write(self, batch: Sequence[MessageRows]) -> WriteResult[MessageKey]:
+        return self._writer.write(batch)
 
     def close(self) -> None:
         self._transport.close()
@@ -62,7 +65,7 @@ class StatementOnlySink:
         for statement in statements:
             self.sql_bytes += statement.nbytes
             rows += statement.rows
-        return SinkResult(rows, [])
+        return AllStored(rows)
 
     def close(self) -> None:
         pass

@@ -1,8 +1,9 @@
 """Batched, idempotent writes of balance events to TDengine, with error isolation.
 
-The worker hands :meth:`TDengineWriter.write` a batch of :class:`RowGroup` (one per
-Kafka message, keyed by the message's ref). Every row has the identity
-(subtable, ts, event_id), which the super table's composite key makes a row key, so
+The worker hands :meth:`TDengineWriter.write` a batch of :class:`KeyedRows` (one per
+Kafka message, keyed by the message's ref; the engine's rows as they are, or
+:class:`RowGroup`) and gets refused groups back by that key, its type kept. Every row
+has the identity (subtable, ts, event_id), which the super table's composite key makes a row key, so
 writing a row again overwrites it with the same values: any statement, or the whole
 batch, can be re-sent safely.
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 from tenacity import (
@@ -61,6 +62,7 @@ from worker.tdengine.sql import InsertBuilder, InsertStatement, RowKey, check_ev
 from worker.tdengine.transport import QueryResult, Transport, open_transport
 
 __all__ = (
+    "KeyedRows",
     "NullObserver",
     "RowGroup",
     "SchemaReport",
@@ -73,6 +75,17 @@ __all__ = (
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+_K = TypeVar("_K", bound=Hashable)
+_K_co = TypeVar("_K_co", bound=Hashable, covariant=True)
+
+
+class KeyedRows(Protocol[_K_co]):
+    """What the writer reads of a message's rows: ``key`` and ``events`` (RowGroup has them)."""
+
+    @property
+    def key(self) -> _K_co: ...
+    @property
+    def events(self) -> Sequence[BalanceEvent]: ...
 
 
 class RowGroup(msgspec.Struct, frozen=True, gc=False):
@@ -90,7 +103,7 @@ class RowGroup(msgspec.Struct, frozen=True, gc=False):
     events: Sequence[BalanceEvent]
 
 
-class WriteResult(msgspec.Struct, frozen=True):
+class WriteResult(msgspec.Struct, Generic[_K], frozen=True):
     """The outcome of :meth:`TDengineWriter.write`.
 
     Attributes
@@ -106,7 +119,7 @@ class WriteResult(msgspec.Struct, frozen=True):
 
     rows_written: int
     statements: int
-    rejected: list[tuple[Hashable, PermanentStoreError]]
+    rejected: list[tuple[_K, PermanentStoreError]]
 
 
 class SchemaReport(msgspec.Struct, frozen=True):
@@ -174,7 +187,7 @@ def _hex(code: int | None) -> str:
 
 
 class TDengineWriter:
-    """Writes :class:`RowGroup` batches to TDengine; see the module docstring.
+    """Writes batches of :class:`KeyedRows` to TDengine; see the module docstring.
 
     Parameters
     ----------
@@ -308,7 +321,7 @@ class TDengineWriter:
 
     # ------------------------------------------------------------------ write
 
-    def write(self, groups: Sequence[RowGroup]) -> WriteResult:
+    def write(self, groups: Sequence[KeyedRows[_K]]) -> WriteResult[_K]:
         """Write every group; return counts and the groups refused for their values.
 
         Raises
@@ -341,13 +354,15 @@ class TDengineWriter:
             rejected=[(groups[i].key, error) for i, error in sorted(rejected.items())],
         )
 
-    def _build(self, groups: Sequence[RowGroup], indexes: Iterable[int]) -> list[InsertStatement]:
+    def _build(
+        self, groups: Sequence[KeyedRows[Any]], indexes: Iterable[int]
+    ) -> list[InsertStatement]:
         return self._builder.build(e for i in indexes for e in groups[i].events)
 
     def _reject(
         self,
         rejected: dict[int, PermanentStoreError],
-        groups: Sequence[RowGroup],
+        groups: Sequence[KeyedRows[Any]],
         index: int,
         error: PermanentStoreError,
     ) -> None:
@@ -363,7 +378,7 @@ class TDengineWriter:
 
     def _write_subset(
         self,
-        groups: Sequence[RowGroup],
+        groups: Sequence[KeyedRows[Any]],
         indexes: list[int],
         statements: list[InsertStatement],
         rejected: dict[int, PermanentStoreError],
@@ -401,7 +416,7 @@ class TDengineWriter:
 
     @staticmethod
     def _groups_of(
-        statement: InsertStatement, groups: Sequence[RowGroup], indexes: list[int]
+        statement: InsertStatement, groups: Sequence[KeyedRows[Any]], indexes: list[int]
     ) -> list[int]:
         """Indexes of the groups with at least one row in ``statement``."""
         keys: set[RowKey] = set(statement.row_keys())

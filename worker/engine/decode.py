@@ -1,0 +1,62 @@
+"""What one ``consume()`` returned, decoded: rows per message, or dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from confluent_kafka import KafkaError, Message
+
+from worker.core.deriver import Derivation
+from worker.core.events import EVENTS_PER_TRADE
+from worker.core.rejections import Rejection
+from worker.engine.batch import TopicPartition
+from worker.engine.dead_letters import DeadLetter, dead_letter_of
+from worker.engine.sink import MessageKey, MessageRows
+
+__all__ = ("DecodedBatch", "decode_batch")
+
+
+class DecodedBatch(NamedTuple):
+    """Rows and dead letters of one poll, with per-partition bookkeeping."""
+
+    rows: list[MessageRows]
+    dead_letters: list[DeadLetter]
+    row_count: int
+    last_offsets: dict[TopicPartition, int]
+    """Each partition's last (highest) offset in the poll."""
+    counts: dict[TopicPartition, int]
+    """Messages per partition (rows and dead letters)."""
+
+
+def decode_batch(
+    messages: Sequence[Message],
+    derive: Callable[[bytes], Derivation | Rejection],
+    on_error: Callable[[KafkaError], None],
+) -> DecodedBatch:
+    """Derive every message's rows; ``on_error`` gets the error events (they carry no data)."""
+    rows: list[MessageRows] = []
+    dead: list[DeadLetter] = []
+    row_count = 0
+    counts: dict[TopicPartition, int] = {}
+    last: dict[TopicPartition, int] = {}
+    for msg in messages:
+        error = msg.error()
+        if error is not None:
+            on_error(error)
+            continue
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        if topic is None or partition is None or offset is None:  # never without an error
+            raise ValueError(f"a Kafka message without topic, partition or offset: {msg!r}")
+        key = MessageKey(topic, partition, offset)
+        value = msg.value()
+        result = derive(value if isinstance(value, bytes) else b"")
+        if isinstance(result, Rejection):
+            dead.append(dead_letter_of(msg, key, result.reason, result.detail))
+        else:
+            rows.append(MessageRows(key, result, msg))
+            row_count += EVENTS_PER_TRADE
+        tp = (topic, partition)
+        counts[tp] = counts.get(tp, 0) + 1
+        last[tp] = offset
+    return DecodedBatch(rows, dead, row_count, last, counts)
