@@ -482,6 +482,16 @@ def test_the_password_is_scrubbed_from_driver_messages() -> None:
     assert "***" in str(caught.value)
 
 
+def test_open_connects_and_prepares_before_the_first_request() -> None:
+    module = FakeTaosws()
+    s = sender(module)
+    s.open()
+    assert len(module.connections) == 1 and module.prepared == [s.sql]
+    (request,) = builder(module).build(sample_events(trades=1))
+    s.execute(request)
+    assert len(module.connections) == 1 and module.statements == 1
+
+
 def test_close_closes_the_connection_and_a_later_call_reconnects() -> None:
     module = FakeTaosws()
     s = sender(module)

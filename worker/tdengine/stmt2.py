@@ -367,6 +367,13 @@ class Stmt2Sender:
             raise self._fail(exc, "execute") from None
         return int(affected)
 
+    def open(self) -> None:
+        """Connect and prepare now (``execute`` does it when needed): fail fast at start-up.
+
+        Raises the same classified errors as :meth:`execute`.
+        """
+        self._statement()
+
     def close(self) -> None:
         """Drop the statement and close the connection, if open."""
         self._drop(connection=True)
