@@ -41,7 +41,7 @@ from worker.tdengine.schema import (
     server_version_sql,
 )
 from worker.tdengine.sql import InsertBuilder
-from worker.tdengine.stmt2 import SHAPES, BindBuilder, Shape, Stmt2Sender
+from worker.tdengine.stmt2 import DEFAULT_SHAPE, SHAPES, BindBuilder, Shape, Stmt2Sender
 from worker.tdengine.transport import RestTransport
 
 pytestmark = [
@@ -88,7 +88,7 @@ def other_ledger(rest: RestTransport) -> Iterator[str]:
 
 
 def open_sender(
-    endpoint: TDengineEndpoint, database: str, shape: Shape = "subtable", **overrides: Any
+    endpoint: TDengineEndpoint, database: str, shape: Shape = DEFAULT_SHAPE, **overrides: Any
 ) -> Stmt2Sender:
     settings: dict[str, Any] = {"user": endpoint.user, "password": endpoint.password}
     settings.update(overrides)
@@ -248,12 +248,13 @@ def test_a_timestamp_outside_keep_is_permanent(
     assert error.code == 0x060B
 
 
+@pytest.mark.parametrize("shape", SHAPES)
 def test_a_subtable_name_taken_by_another_super_table_is_permanent(
-    tdengine_endpoint: TDengineEndpoint, rest: RestTransport, ledger: str
+    tdengine_endpoint: TDengineEndpoint, rest: RestTransport, ledger: str, shape: Shape
 ) -> None:
     rest.execute(f"CREATE STABLE `{ledger}`.`other` (ts TIMESTAMP, v BIGINT) TAGS (t INT)")
     rest.execute(f"CREATE TABLE `{ledger}`.`u3_a1` USING `{ledger}`.`other` TAGS (1)")
-    error = send_once(open_sender(tdengine_endpoint, ledger), one_request())
+    error = send_once(open_sender(tdengine_endpoint, ledger, shape), one_request())
     assert type(error) is PermanentStoreError
     assert error.code == 0x061D
 

@@ -441,6 +441,11 @@ def test_classification_does_not_depend_on_the_exception_type_when_a_code_is_giv
         assert type(error) is PermanentStoreError
 
 
+def test_the_default_shape_is_the_super_table_form() -> None:
+    assert stmt2_module.DEFAULT_SHAPE == "stable"
+    assert sender(FakeTaosws()).sql == insert_sql("ledger", "stable")
+
+
 def test_after_a_permanent_error_the_statement_is_prepared_again_on_the_same_connection() -> None:
     module = FakeTaosws(failures={"execute": ["[0x060B] Internal error: `Timestamp data`"]})
     s = sender(module)

@@ -47,6 +47,7 @@ from worker.tdengine.stmt2_rows import ColumnBatch, columns_of
 
 __all__ = (
     "DEFAULT_MAX_ROWS",
+    "DEFAULT_SHAPE",
     "MAX_VIEW_ROWS",
     "SHAPES",
     "STMT2_CODE_CLASSES",
@@ -67,7 +68,14 @@ Stage = Literal["connect", "prepare", "bind", "execute"]
 SHAPES: Final[tuple[Shape, ...]] = ("subtable", "stable")
 """``subtable``: ``INSERT INTO ? USING db.balance_events TAGS (?,?) VALUES (...)``;
 ``stable``: ``INSERT INTO db.balance_events (tbname, user_id, account_type, ...) VALUES
-(...)``. Both bind the same views (table name, tags, columns per subtable)."""
+(...)``. Both bind the same views (table name, tags, columns per subtable): taos-ws-py
+0.7 has no row-wise ``tbname`` column (a view without a table name is refused with
+"table name is empty"), so only the server's handling of the statement differs."""
+
+DEFAULT_SHAPE: Final[Shape] = "stable"
+"""The faster shape on TDengine 3.3.6.13, though narrowly: in paired, interleaved runs
+(``bench.bench_stmt2_shapes``) ``stable`` was 3-7 % faster on first writes at three of
+four spreads and even with tables existing; ``bench.bench_write_paths`` agrees."""
 
 MAX_VIEW_ROWS: Final = 32_767
 """Most rows of one table in one bind view: TDengine 3.3.6 answers 0x0236 "bind number
@@ -305,7 +313,7 @@ class Stmt2Sender:
     database:
         The ledger database (a checked identifier).
     shape:
-        The statement shape, see :data:`SHAPES`.
+        The statement shape, see :data:`SHAPES` (:data:`DEFAULT_SHAPE` by default).
     taosws:
         The taos-ws-py module (tests pass a fake); imported when omitted.
     """
@@ -317,7 +325,7 @@ class Stmt2Sender:
         password: str,
         database: str,
         *,
-        shape: Shape = "subtable",
+        shape: Shape = DEFAULT_SHAPE,
         taosws: Any = None,
     ) -> None:
         self._sql = insert_sql(database, shape)

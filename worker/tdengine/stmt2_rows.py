@@ -1,7 +1,7 @@
 """Balance events as validated, sorted columns: the pure half of the stmt2 write path.
 
 No I/O and no driver here. :func:`columns_of` turns a batch of BalanceEvents into one
-list per field, checks each column once for the whole batch (the types with one
+sequence per field, checks each column once for the whole batch (the types with one
 ``set(map(type, column))``, the range with one ``min`` and one ``max``), orders the
 rows as :mod:`worker.tdengine.sql` does (by subtable, then ``ts``, then ``event_id``,
 equal rows keeping their input order) and marks where each subtable's rows begin.
@@ -233,7 +233,7 @@ def columns_of(events: Iterable[object]) -> ColumnBatch:
     order = list(range(count))
     for key in (event_id, ts, accounts, users):
         order.sort(key=key.__getitem__)
-    if count > 1 and order != sorted(order):
+    if count > 1 and order != list(range(count)):
         pick = itemgetter(*order)
         columns = [pick(column) for column in columns]
         users, accounts = columns[0], columns[1]
