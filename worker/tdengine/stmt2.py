@@ -1,0 +1,458 @@
+"""The stmt2 write path: BalanceEvents bound as parameters over taosAdapter's WebSocket.
+
+Two halves with the shapes of the SQL path, so the writer's retries, isolation and
+affected-rows check can drive either one:
+
+* :class:`BindBuilder` ``.build(events) -> list[BindRequest]`` mirrors
+  :meth:`InsertBuilder.build <worker.tdengine.sql.InsertBuilder.build>`; a
+  :class:`BindRequest` has the :class:`~worker.tdengine.sql.InsertStatement` members
+  the writer uses (``rows``, ``nbytes``, ``row_keys()``, ``distinct_rows()``).
+* :class:`Stmt2Sender` ``.execute(request) -> int`` mirrors
+  :meth:`Transport.execute <worker.tdengine.transport.Transport.execute>`: it sends
+  one request and returns the server's affected-row count, or raises a classified
+  :class:`~worker.tdengine.errors.StoreError` (transient, permanent or fatal). It
+  never retries.
+
+Rows keep the SQL path's identity: subtable ``u{user_id}_a{account_type}`` (built from
+validated integers only), tags ``(user_id, account_type)``, the composite key
+``(ts, event_id)``; re-sending a request overwrites its rows with the same values.
+Values are never rendered as text: they are checked once per batch
+(:mod:`worker.tdengine.stmt2_rows`) and handed to taos-ws-py's column builders.
+
+stmt2 binds rows per subtable (one bind view: table name, tags, 12 columns), in both
+statement shapes (:data:`SHAPES`); the server takes at most 32,767 rows of one table
+in one view, so longer runs are split into several views of the same table.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+from itertools import pairwise
+from operator import itemgetter
+from typing import Any, Final, Literal
+from urllib.parse import quote, urlsplit
+
+from worker.tdengine.errors import (
+    FatalStoreError,
+    StoreError,
+    TransientStoreError,
+    make_store_error,
+)
+from worker.tdengine.sql import COLUMNS, STABLE_NAME, TAGS, RowKey, quote_identifier
+from worker.tdengine.stmt2_rows import ColumnBatch, columns_of
+
+__all__ = (
+    "DEFAULT_MAX_ROWS",
+    "DEFAULT_SHAPE",
+    "MAX_VIEW_ROWS",
+    "SHAPES",
+    "STMT2_CODE_CLASSES",
+    "BindBuilder",
+    "BindRequest",
+    "Shape",
+    "Stage",
+    "Stmt2Sender",
+    "classify_driver_error",
+    "insert_sql",
+    "load_taosws",
+)
+
+logger = logging.getLogger(__name__)
+
+Shape = Literal["subtable", "stable"]
+Stage = Literal["connect", "prepare", "bind", "execute"]
+SHAPES: Final[tuple[Shape, ...]] = ("subtable", "stable")
+"""``subtable``: ``INSERT INTO ? USING db.balance_events TAGS (?,?) VALUES (...)``;
+``stable``: ``INSERT INTO db.balance_events (tbname, user_id, account_type, ...) VALUES
+(...)``. Both bind the same views (table name, tags, columns per subtable): taos-ws-py
+0.7 has no row-wise ``tbname`` column (a view without a table name is refused with
+"table name is empty"), so only the server's handling of the statement differs."""
+
+DEFAULT_SHAPE: Final[Shape] = "stable"
+"""The faster shape on TDengine 3.3.6.13, though narrowly: in paired, interleaved runs
+(``bench.bench_stmt2_shapes``) ``stable`` was 3-7 % faster on first writes at three of
+four spreads and even with tables existing; ``bench.bench_write_paths`` agrees."""
+
+MAX_VIEW_ROWS: Final = 32_767
+"""Most rows of one table in one bind view: TDengine 3.3.6 answers 0x0236 "bind number
+out of range" from 32,768 on."""
+
+DEFAULT_MAX_ROWS: Final = 20_000
+"""Rows per request by default: one worker batch of the issue's size in one round trip."""
+
+_ROW_BYTES: Final = 90
+"""Approximate bytes of one row in a stmt2 bind message (78 bytes of values, one null
+flag per column); :attr:`BindRequest.nbytes` is an estimate for metrics, not a limit."""
+_VIEW_BYTES: Final = 260
+"""Approximate bytes of one view's table name, tags and column headers."""
+
+_CODE: Final = re.compile(r"\[0x([0-9A-Fa-f]{1,8})\]")
+
+STMT2_CODE_CLASSES: Final[Mapping[int, Literal["transient", "fatal"]]] = {
+    # Codes only the stmt2 path meets; everything else goes through errors.classify.
+    0x0117: "transient",  # Invalid pointer: a statement used after it failed; re-prepared
+    0x022B: "transient",  # Table does not exist (super table missing at prepare), as 0x2603
+    0x0236: "fatal",  # bind number out of range or not match: our view shape is wrong
+}
+"""Classes of stmt2-only codes (masked to 16 bits), checked before ``CODE_CLASSES``."""
+
+_NAME: Final = itemgetter(0)
+_TAGS: Final = itemgetter(1)
+_TAG_BUILDERS: Final = ("big_int_to_tag", "tiny_int_to_tag")
+_COLUMN_BUILDERS: Final[Mapping[str, str]] = {
+    "TIMESTAMP": "micros_timestamps_to_column",  # the database's precision is 'us'
+    "BIGINT": "big_ints_to_column",
+    "INT": "ints_to_column",
+    "TINYINT": "tiny_ints_to_column",
+    "BOOL": "bools_to_column",
+}
+
+
+def load_taosws() -> Any:
+    """Import taos-ws-py, or fail with what to install."""
+    try:
+        return importlib.import_module("taosws")
+    except ImportError as exc:  # pragma: no cover - taos-ws-py is a dependency
+        raise FatalStoreError(
+            "the stmt2 write path needs taos-ws-py: pip install 'taos-ws-py>=0.7'"
+        ) from exc
+
+
+def insert_sql(database: str, shape: Shape) -> str:
+    """The statement to prepare for ``shape``; the database name is checked and quoted."""
+    stable = f"{quote_identifier(database)}.`{STABLE_NAME}`"
+    tags = ", ".join(name for name, _ in TAGS)
+    columns = ", ".join(name for name, _ in COLUMNS)
+    marks = ", ".join("?" * len(COLUMNS))
+    if shape == "subtable":
+        return f"INSERT INTO ? USING {stable} ({tags}) TAGS (?, ?) ({columns}) VALUES ({marks})"
+    if shape == "stable":
+        every = ", ".join("?" * (1 + len(TAGS) + len(COLUMNS)))
+        return f"INSERT INTO {stable} (tbname, {tags}, {columns}) VALUES ({every})"
+    raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
+
+
+class BindRequest:
+    """One bind-and-execute: the views of some subtables and the rows they carry.
+
+    Attributes
+    ----------
+    params:
+        taos-ws-py bind views (``stmt2_bind_param_view``), one per subtable run.
+    rows:
+        Number of rows bound.
+    tables:
+        Number of views (a subtable with more than :data:`MAX_VIEW_ROWS` rows has more).
+    nbytes:
+        Estimated size of the bind message, for metrics.
+    """
+
+    __slots__ = ("_batch", "_end", "_start", "nbytes", "params", "rows", "tables")
+
+    def __init__(self, params: list[Any], batch: ColumnBatch, start: int, end: int) -> None:
+        self.params = params
+        self.rows = end - start
+        self.tables = len(params)
+        self.nbytes = self.rows * _ROW_BYTES + self.tables * _VIEW_BYTES
+        self._batch = batch
+        self._start = start
+        self._end = end
+
+    def row_keys(self) -> list[RowKey]:
+        """Identities (user_id, account_type, ts, event_id) of the rows, in bind order."""
+        return self._batch.row_keys(self._start, self._end)
+
+    def distinct_rows(self) -> int:
+        """Number of distinct row identities: what TDengine reports as affected rows."""
+        return len(set(self.row_keys()))
+
+    def __repr__(self) -> str:
+        return f"BindRequest(rows={self.rows}, tables={self.tables}, nbytes~{self.nbytes})"
+
+
+class BindBuilder:
+    """Builds :class:`BindRequest` s from BalanceEvents; keeps each subtable's name and tags.
+
+    Parameters
+    ----------
+    max_rows:
+        Most rows in one request (1.. any; split at subtable runs, or inside a run).
+    taosws:
+        The taos-ws-py module (tests pass a fake); imported when omitted.
+    tag_cache_size:
+        Most subtables whose (name, tag views) are kept between calls.
+    """
+
+    __slots__ = ("_builders", "_max_cached", "_max_rows", "_tags", "_view", "_ws")
+
+    def __init__(
+        self, *, max_rows: int = DEFAULT_MAX_ROWS, taosws: Any = None, tag_cache_size: int = 1 << 18
+    ) -> None:
+        if type(max_rows) is not int or max_rows < 1:
+            raise ValueError(f"max_rows must be an int >= 1, got {max_rows!r}")
+        self._ws = taosws if taosws is not None else load_taosws()
+        self._max_rows = max_rows
+        self._max_cached = tag_cache_size
+        self._tags: dict[tuple[int, int], tuple[str, list[Any]]] = {}
+        self._view = self._ws.stmt2_bind_param_view
+        self._builders = tuple(getattr(self._ws, _COLUMN_BUILDERS[kind]) for _, kind in COLUMNS)
+
+    @property
+    def max_rows(self) -> int:
+        """Most rows in one request."""
+        return self._max_rows
+
+    def _subtable(self, user_id: int, account_type: int) -> tuple[str, list[Any]]:
+        key = (user_id, account_type)
+        cached = self._tags.get(key)
+        if cached is not None:
+            return cached
+        if len(self._tags) >= self._max_cached:
+            self._tags.clear()
+        big_int, tiny_int = (getattr(self._ws, name) for name in _TAG_BUILDERS)
+        # int() drops any int subclass (and its __str__/__format__), and columns_of
+        # checked both ranges: the name is 'u', digits, '_a', digits.
+        user, account = int(user_id), int(account_type)
+        entry = (f"u{user:d}_a{account:d}", [big_int(user), tiny_int(account)])
+        self._tags[key] = entry
+        return entry
+
+    def build(self, events: Iterable[object]) -> list[BindRequest]:
+        """Build the requests that write ``events``.
+
+        Returns
+        -------
+        list[BindRequest]
+            In order; empty when there are no events. Together they hold every row once,
+            grouped by subtable, rows by (ts, event_id) within a subtable.
+
+        Raises
+        ------
+        RowValueError
+            A value is missing, of the wrong type or out of range (nothing is built).
+        FatalStoreError
+            taos-ws-py refused a column that passed our checks (a bug, never data).
+        """
+        batch = columns_of(events)
+        total = len(batch)
+        if not total:
+            return []
+        cuts = self._view_starts(batch.starts, total)
+        ends = [*cuts[1:], total]
+        slices = list(map(slice, cuts, ends))
+        subtables = list(
+            map(
+                self._subtable,
+                map(batch.users.__getitem__, cuts),
+                map(batch.accounts.__getitem__, cuts),
+            )
+        )
+        try:
+            # Column by column, so the loops run in C: one builder call per view and column.
+            built = [
+                list(map(build, map(column.__getitem__, slices)))
+                for build, column in zip(self._builders, batch.data, strict=True)
+            ]
+            params = list(
+                map(
+                    self._view,
+                    map(_NAME, subtables),
+                    map(_TAGS, subtables),
+                    zip(*built, strict=True),
+                )
+            )
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise FatalStoreError(f"taos-ws-py refused a checked column: {exc}") from None
+        limit = self._max_rows
+        requests: list[BindRequest] = []
+        view_low = 0
+        for row_low in range(0, total, limit):
+            row_high = min(total, row_low + limit)
+            view_high = bisect_left(cuts, row_high, view_low)
+            requests.append(BindRequest(params[view_low:view_high], batch, row_low, row_high))
+            view_low = view_high
+        return requests
+
+    def _view_starts(self, starts: list[int], total: int) -> list[int]:
+        """First row of every view: subtable runs, cut at request borders and MAX_VIEW_ROWS."""
+        limit = self._max_rows
+        if total <= limit and total <= MAX_VIEW_ROWS:
+            return starts[:-1]
+        cuts: list[int] = []
+        border = limit  # the next request border (a multiple of max_rows)
+        for low, end in pairwise(starts):
+            while low < end:
+                cuts.append(low)
+                high = min(end, low + MAX_VIEW_ROWS, border)
+                if high == border:
+                    border += limit
+                low = high
+        return cuts
+
+
+class Stmt2Sender:
+    """Sends :class:`BindRequest` s over one WebSocket connection; see the module docstring.
+
+    The connection (to ``ws(s)://host:port/<database>``: stmt2 resolves the ``?`` table
+    name in the connection's database) and the prepared statement are opened on first
+    use and kept. After any error the statement is discarded (a failed stmt2 cannot be
+    used again); after an error without a server code, or a transient one, the
+    connection is dropped too. The next call opens what it needs.
+
+    Parameters
+    ----------
+    url:
+        ``ws(s)://host:port`` of taosAdapter (``http(s)`` is mapped to ``ws(s)``).
+    user, password:
+        Credentials, passed in the DSN; the password is never logged and is scrubbed
+        from driver messages.
+    database:
+        The ledger database (a checked identifier).
+    shape:
+        The statement shape, see :data:`SHAPES` (:data:`DEFAULT_SHAPE` by default).
+    taosws:
+        The taos-ws-py module (tests pass a fake); imported when omitted.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        user: str,
+        password: str,
+        database: str,
+        *,
+        shape: Shape = DEFAULT_SHAPE,
+        taosws: Any = None,
+    ) -> None:
+        self._sql = insert_sql(database, shape)
+        parts = urlsplit(url)
+        scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower(), parts.scheme.lower())
+        host = parts.hostname or "localhost"
+        port = parts.port or 6041
+        self._where = f"{scheme}://{host}:{port}"
+        self._dsn = (
+            f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{database}"
+        )
+        self._password = password
+        self._shape = shape
+        self._ws = taosws
+        self._conn: Any = None
+        self._stmt: Any = None
+
+    def __repr__(self) -> str:
+        return f"Stmt2Sender(url={self._where!r}, shape={self._shape!r})"
+
+    @property
+    def shape(self) -> Shape:
+        """The statement shape in use."""
+        return self._shape
+
+    @property
+    def sql(self) -> str:
+        """The prepared statement's text (no values: those are bound)."""
+        return self._sql
+
+    def execute(self, request: BindRequest) -> int:
+        """Bind ``request`` and execute it; return the server's affected-row count.
+
+        Raises
+        ------
+        TransientStoreError, PermanentStoreError, FatalStoreError
+            Classified from the server's code (see :func:`classify_driver_error`).
+        """
+        stmt = self._statement()
+        try:
+            stmt.bind(request.params)
+        except Exception as exc:
+            raise self._fail(exc, "bind") from None
+        try:
+            affected = stmt.execute()
+        except Exception as exc:
+            raise self._fail(exc, "execute") from None
+        return int(affected)
+
+    def open(self) -> None:
+        """Connect and prepare now (``execute`` does it when needed): fail fast at start-up.
+
+        Raises the same classified errors as :meth:`execute`.
+        """
+        self._statement()
+
+    def close(self) -> None:
+        """Drop the statement and close the connection, if open."""
+        self._drop(connection=True)
+
+    def _statement(self) -> Any:
+        if self._stmt is not None:
+            return self._stmt
+        if self._ws is None:
+            self._ws = load_taosws()
+        if self._conn is None:
+            try:
+                self._conn = self._ws.connect(self._dsn)
+            except Exception as exc:
+                raise self._fail(exc, "connect") from None
+        try:
+            stmt = self._conn.stmt2_statement()
+            stmt.prepare(self._sql)
+        except Exception as exc:
+            raise self._fail(exc, "prepare") from None
+        self._stmt = stmt
+        return stmt
+
+    def _fail(self, exc: Exception, stage: Stage) -> StoreError:
+        error = classify_driver_error(_scrub(str(exc), self._password), type(exc).__name__, stage)
+        self._drop(connection=error.code is None or error.kind == "transient")
+        logger.debug(
+            "tdengine stmt2 error stage=%s url=%s code=%s kind=%s",
+            stage,
+            self._where,
+            "none" if error.code is None else f"0x{error.code:04X}",
+            error.kind,
+        )
+        return error
+
+    def _drop(self, *, connection: bool) -> None:
+        self._stmt = None
+        if not connection:
+            return
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # closing a broken connection may fail; nothing to do
+                logger.debug("tdengine stmt2 close failed url=%s", self._where)
+
+
+def classify_driver_error(message: str, exception: str, stage: Stage) -> StoreError:
+    """Turn a taos-ws-py error into a classified :class:`StoreError`.
+
+    taos-ws-py 0.7 puts the server's code first in the message, e.g.
+    ``[0x060B] Internal error: `Timestamp data out of range``` (seen on 3.3.6.13 for
+    connect, prepare, bind and execute alike). A code found there is classified by
+    :data:`STMT2_CODE_CLASSES`, then :func:`~worker.tdengine.errors.classify`.
+    Without a code the driver itself refused: before anything reached the server at
+    prepare or bind time (``ProgrammingError``: our statement or view shape is wrong,
+    fatal), or on the connection (transient).
+    """
+    found = _CODE.search(message)
+    if found is not None:
+        code = int(found.group(1), 16) & 0xFFFF
+        special = STMT2_CODE_CLASSES.get(code)
+        if special == "fatal":
+            return FatalStoreError(message, code=code)
+        if special == "transient":
+            return TransientStoreError(message, code=code)
+        return make_store_error(message, code)
+    text = f"TDengine stmt2 {stage} failed: {exception}: {message}"
+    if exception == "ProgrammingError" and stage != "connect":
+        return FatalStoreError(text)
+    return TransientStoreError(text)
+
+
+def _scrub(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text

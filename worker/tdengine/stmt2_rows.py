@@ -1,0 +1,243 @@
+"""Balance events as validated, sorted columns: the pure half of the stmt2 write path.
+
+No I/O and no driver here. :func:`columns_of` turns a batch of BalanceEvents into one
+sequence per field, checks each column once for the whole batch (the types with one
+``set(map(type, column))``, the range with one ``min`` and one ``max``), orders the
+rows as :mod:`worker.tdengine.sql` does (by subtable, then ``ts``, then ``event_id``,
+equal rows keeping their input order) and marks where each subtable's rows begin.
+
+The values accepted are exactly those :func:`worker.tdengine.sql.check_events`
+accepts, so a batch either path refuses, the other refuses too: an ``int`` (or an int
+subclass, never ``bool``) in range of its column type, ``None`` only where the column
+is nullable, a ``bool`` for ``is_maker``. A refusal raises
+:class:`~worker.tdengine.errors.RowValueError` naming the field, the row and the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import partial
+from itertools import compress, repeat
+from operator import attrgetter, is_not, itemgetter, lshift, ne, or_
+from typing import Any, Final
+
+from msgspec.structs import astuple
+
+from worker.core.events import BalanceEvent
+from worker.tdengine.errors import RowValueError
+from worker.tdengine.sql import COLUMNS, TAGS, RowKey
+
+__all__ = (
+    "FIELDS",
+    "ColumnBatch",
+    "FieldRule",
+    "check_rows",
+    "columns_of",
+)
+
+_INT64: Final = (-(1 << 63), (1 << 63) - 1)
+_INT32: Final = (-(1 << 31), (1 << 31) - 1)
+_INT8: Final = (-128, 127)
+
+
+class FieldRule:
+    """What one field of a BalanceEvent may hold.
+
+    Attributes
+    ----------
+    name:
+        The field (and column or tag) name.
+    sql_type:
+        The TDengine type, for messages (``BIGINT``, ``TINYINT``, ``INT``, ``BOOL``).
+    low, high:
+        The inclusive range of an integer field (``None`` for ``BOOL``).
+    nullable:
+        ``None`` is allowed (the column is written as NULL).
+    """
+
+    __slots__ = ("get", "high", "low", "name", "nullable", "sql_type")
+
+    def __init__(
+        self, name: str, sql_type: str, bounds: tuple[int, int] | None, *, nullable: bool = False
+    ) -> None:
+        self.name = name
+        self.sql_type = sql_type
+        self.low: int | None = bounds[0] if bounds is not None else None
+        self.high: int | None = bounds[1] if bounds is not None else None
+        self.nullable = nullable
+        self.get = attrgetter(name)
+
+    def problem(self, value: object) -> str | None:
+        """Why ``value`` is refused, or ``None`` when it is accepted (the slow, exact check)."""
+        if value is None:
+            return None if self.nullable else f"is null, but {self.sql_type} NOT NULL here"
+        if self.low is None:
+            return None if type(value) is bool else f"must be a bool, got {type(value).__name__}"
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"must be an int, got {type(value).__name__}"
+        assert self.high is not None
+        if not self.low <= value <= self.high:
+            return f"is out of range for {self.sql_type} ({self.low}..{self.high})"
+        return None
+
+
+_TAG_RULES: Final = (
+    # Subtable names are built from the tags, so these are narrower than BIGINT/TINYINT.
+    FieldRule("user_id", "BIGINT", (0, _INT64[1])),
+    FieldRule("account_type", "TINYINT", (0, 127)),
+)
+_NULLABLE: Final = frozenset({"debit_asset", "debit_amt", "from_user"})
+_BOUNDS: Final = {"TIMESTAMP": _INT64, "BIGINT": _INT64, "INT": _INT32, "TINYINT": _INT8}
+
+FIELDS: Final[tuple[FieldRule, ...]] = (
+    *_TAG_RULES,
+    *(
+        FieldRule(name, kind, _BOUNDS.get(kind), nullable=name in _NULLABLE)
+        for name, kind in COLUMNS
+    ),
+)
+"""Every field in binding order: the two tags, then the columns in schema order."""
+
+assert tuple(rule.name for rule in FIELDS) == (*(n for n, _ in TAGS), *(n for n, _ in COLUMNS))
+
+_NOT_NONE = partial(is_not, None)
+_INTS: Final = frozenset({int})
+_INTS_OR_NULL: Final = frozenset({int, type(None)})
+_BOOLS: Final = frozenset({bool})
+_NONE: Final = type(None)
+_BALANCE_EVENTS: Final = frozenset({BalanceEvent})
+_STRUCT_POSITIONS: Final = tuple(BalanceEvent.__struct_fields__.index(rule.name) for rule in FIELDS)
+
+
+class ColumnBatch:
+    """A validated batch as columns, rows sorted by (subtable, ts, event_id).
+
+    Attributes
+    ----------
+    users, accounts:
+        The tag columns (one value per row).
+    data:
+        The 12 data columns in schema order, each a sequence with one value per row.
+    starts:
+        Index of the first row of every subtable run, then ``len(rows)``; so run ``i``
+        is ``starts[i]:starts[i + 1]`` and all its rows have the same tags.
+    """
+
+    __slots__ = ("accounts", "data", "starts", "users")
+
+    def __init__(
+        self,
+        users: Sequence[int],
+        accounts: Sequence[int],
+        data: tuple[Sequence[Any], ...],
+        starts: list[int],
+    ) -> None:
+        self.users = users
+        self.accounts = accounts
+        self.data = data
+        self.starts = starts
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def row_keys(self, start: int, end: int) -> list[RowKey]:
+        """Identities (user_id, account_type, ts, event_id) of rows ``start:end``."""
+        ts, event_id = self.data[0], self.data[1]
+        return list(
+            zip(
+                self.users[start:end],
+                self.accounts[start:end],
+                ts[start:end],
+                event_id[start:end],
+                strict=True,
+            )
+        )
+
+
+def _column_fine(rule: FieldRule, column: Sequence[Any]) -> bool:
+    """Whether the whole column is valid: one type set, then one min and one max."""
+    kinds = set(map(type, column))
+    if rule.low is None:
+        return kinds <= _BOOLS
+    if not kinds <= (_INTS_OR_NULL if rule.nullable else _INTS):
+        return False  # not plain ints: maybe int subclasses, the exact check decides
+    values = list(filter(_NOT_NONE, column)) if _NONE in kinds else column
+    return not values or (min(values) >= rule.low and max(values) <= rule.high)
+
+
+def _column_exact(rule: FieldRule, column: Sequence[Any]) -> bool:
+    return all(rule.problem(value) is None for value in column)
+
+
+def check_rows(events: Sequence[object]) -> None:
+    """The exact check, row by row in input order; raise for the first refused value.
+
+    The slow path: :func:`columns_of` calls it only when a column check failed, so the
+    message can name the row as the caller sent it.
+    """
+    for index, event in enumerate(events):
+        for rule in FIELDS:
+            if not hasattr(event, rule.name):
+                raise RowValueError(
+                    f"invalid balance event value: `{rule.name}` is missing - at row {index}"
+                )
+            value = getattr(event, rule.name)
+            problem = rule.problem(value)
+            if problem is not None:
+                event_id = getattr(event, "event_id", None)
+                which = f"row {index}" + (
+                    f" (event_id {event_id!r})" if type(event_id) is int else ""
+                )
+                raise RowValueError(
+                    f"invalid balance event value: `{rule.name}` = {value!r} {problem} - at {which}"
+                )
+
+
+def _columns(rows: Sequence[Any]) -> list[Sequence[Any]]:
+    """One sequence per field of :data:`FIELDS`, in that order, rows in input order."""
+    if rows and set(map(type, rows)) == _BALANCE_EVENTS:
+        # BalanceEvent structs: one C-level astuple per row, one transposition.
+        transposed = list(zip(*map(astuple, rows), strict=True))
+        return [transposed[at] for at in _STRUCT_POSITIONS]
+    return [list(map(rule.get, rows)) for rule in FIELDS]
+
+
+def columns_of(events: Iterable[object]) -> ColumnBatch:
+    """Validate ``events`` column by column and return them as sorted columns.
+
+    Raises
+    ------
+    RowValueError
+        A field is missing, of the wrong type, null where it may not be, or out of
+        range; the message names the field, the row (in input order, with its
+        event_id) and the value.
+    """
+    batch = events if isinstance(events, list | tuple) else list(events)
+    count = len(batch)
+    try:
+        columns = _columns(batch)
+    except AttributeError:
+        check_rows(batch)
+        raise
+    for rule, column in zip(FIELDS, columns, strict=True):
+        # The exact check runs only when the fast one fails: a refused value (then
+        # check_rows names it), or int subclasses, which it accepts.
+        if not _column_fine(rule, column) and not _column_exact(rule, column):
+            check_rows(batch)
+            raise AssertionError("a column was refused, but no row")  # pragma: no cover
+    users, accounts, ts, event_id = columns[0], columns[1], columns[2], columns[3]
+    # Four stable sorts of the row order, least significant key first: the SQL
+    # builder's order (equal rows keep their input order), with C-level keys. The
+    # columns are extracted first and permuted after: reading the events in sorted
+    # order instead is several times slower (their values are scattered in memory).
+    order = list(range(count))
+    for key in (event_id, ts, accounts, users):
+        order.sort(key=key.__getitem__)
+    if count > 1 and order != list(range(count)):
+        pick = itemgetter(*order)
+        columns = [pick(column) for column in columns]
+        users, accounts = columns[0], columns[1]
+    # One integer per subtable, non-decreasing after the sort: a run ends where it changes.
+    subtable = list(map(or_, map(lshift, users, repeat(7)), accounts))
+    starts = [0, *compress(range(1, count), map(ne, subtable[1:], subtable)), count]
+    return ColumnBatch(users, accounts, tuple(columns[2:]), starts if count else [])
