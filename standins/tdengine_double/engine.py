@@ -30,16 +30,17 @@ from standins.tdengine_double.catalog import (
 )
 from standins.tdengine_double.errors import TDengineError
 from standins.tdengine_double.insert import InsertParser, TableRows
+from standins.tdengine_double.lexer import lower_outside_quotes, tokenize
 from standins.tdengine_double.query import plan_select
 from standins.tdengine_double.results import ExecResult, QueryResult, ResultColumn
-from standins.tdengine_double.sql import (
+from standins.tdengine_double.sql import Parser
+from standins.tdengine_double.statements import (
     CreateDatabase,
     CreateStable,
     Describe,
     DropDatabase,
     DropStable,
     FuncCall,
-    Parser,
     SelectStmt,
     ShowDatabases,
     ShowStables,
@@ -47,8 +48,6 @@ from standins.tdengine_double.sql import (
     Statement,
     TableName,
     UseDatabase,
-    lower_outside_quotes,
-    tokenize,
 )
 
 __all__ = ("DEFAULT_SERVER_VERSION", "MAX_SQL_BYTES", "Engine", "SumOverflow")

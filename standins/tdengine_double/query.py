@@ -13,7 +13,7 @@ from standins.tdengine_double import errors as E
 from standins.tdengine_double.catalog import DataType, StableDef, make_type
 from standins.tdengine_double.errors import TDengineError
 from standins.tdengine_double.results import ResultColumn
-from standins.tdengine_double.sql import (
+from standins.tdengine_double.statements import (
     Between,
     BinaryOp,
     Cast,

@@ -4,27 +4,28 @@ from __future__ import annotations
 
 import pytest
 
-from standins.tdengine_double import sql as S
+from standins.tdengine_double import lexer as L, statements as S
 from standins.tdengine_double.errors import TDengineError
+from standins.tdengine_double.sql import Parser
 
 
 def parse(text: str, pk_keyword: str = "composite") -> S.Statement:
-    return S.Parser(S.lower_outside_quotes(text), pk_keyword=pk_keyword).statement()
+    return Parser(L.lower_outside_quotes(text), pk_keyword=pk_keyword).statement()
 
 
 def test_lowering_keeps_quoted_text() -> None:
-    assert S.lower_outside_quotes("SELECT 'AbC', `Tb` FROM X") == "select 'AbC', `Tb` from x"
-    assert S.lower_outside_quotes("A 'it''S' \"Q\\\"X\" B") == "a 'it''S' \"Q\\\"X\" b"
+    assert L.lower_outside_quotes("SELECT 'AbC', `Tb` FROM X") == "select 'AbC', `Tb` from x"
+    assert L.lower_outside_quotes("A 'it''S' \"Q\\\"X\" B") == "a 'it''S' \"Q\\\"X\" b"
 
 
 def test_unquote_string_resolves_escapes_like_trimstring() -> None:
-    assert S.unquote_string("'it''s'") == "it's"
-    assert S.unquote_string(r"'a\'b\\c\nd'") == "a'b\\c\nd"
-    assert S.unquote_string(r"'50\%'") == r"50\%"
+    assert L.unquote_string("'it''s'") == "it's"
+    assert L.unquote_string(r"'a\'b\\c\nd'") == "a'b\\c\nd"
+    assert L.unquote_string(r"'50\%'") == r"50\%"
 
 
 def test_tokens_carry_positions_in_the_lowered_text() -> None:
-    toks = S.tokenize("insert into `Db`.t values (-1, 'x')")
+    toks = L.tokenize("insert into `Db`.t values (-1, 'x')")
     kinds = [t.kind for t in toks]
     assert kinds[:4] == ["id", "id", "qid", "op"]
     assert toks[-1].kind == "eof"
