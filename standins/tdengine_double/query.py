@@ -1,8 +1,4 @@
-"""Translate a parsed single-table SELECT into parameterised SQLite SQL.
-
-Identifiers in the generated SQL are the stand-in's own storage names (``tbname``,
-``t<i>`` for tags, ``c<i>`` for columns); every literal travels as a parameter.
-"""
+"""Translate a parsed single-table SELECT into parameterised SQLite SQL (a :class:`Plan`)."""
 
 from __future__ import annotations
 
@@ -10,29 +6,21 @@ from dataclasses import dataclass
 from typing import Final
 
 from standins.tdengine_double import errors as E
-from standins.tdengine_double.catalog import DataType, StableDef, make_type
+from standins.tdengine_double.catalog import StableDef
 from standins.tdengine_double.errors import TDengineError
+from standins.tdengine_double.planner import Compiled, ExprCompiler
 from standins.tdengine_double.results import ResultColumn
 from standins.tdengine_double.statements import (
-    Between,
-    BinaryOp,
     Cast,
     ColumnRef,
     Expr,
     FuncCall,
-    InList,
-    IsNull,
     Literal,
-    Not,
     SelectStmt,
 )
-from standins.tdengine_double.timefmt import parse_datetime
 
 __all__ = ("Plan", "plan_select")
 
-_BIGINT: Final = make_type("BIGINT")
-_DOUBLE: Final = make_type("DOUBLE")
-_TBNAME: Final = DataType("VARCHAR", "str", 192)
 _NAME_LEN: Final = 64
 """Result column names are cut to ``TSDB_COL_NAME_LEN - 1``."""
 
@@ -47,170 +35,6 @@ class Plan:
     aggregate_without_group: bool
     """One-row aggregate: drop the row when no input row matched and there is no COUNT."""
     has_count: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    sql: str
-    params: tuple[object, ...]
-    dtype: DataType | None
-    """None for boolean conditions and untyped literals."""
-    is_agg: bool
-    ref: str | None
-    """The storage name when the expression is a bare column reference."""
-
-
-class _Planner:
-    def __init__(self, stable: StableDef, precision: str, table_name: str) -> None:
-        self.stable = stable
-        self.precision = precision
-        self.table_name = table_name
-
-    def column(self, ref: ColumnRef) -> _Compiled:
-        name = ref.name
-        if name == "tbname":
-            return _Compiled("tbname", (), _TBNAME, False, "tbname")
-        i = self.stable.column_index.get(name)
-        if i is not None:
-            return _Compiled(f"c{i}", (), self.stable.columns[i].type, False, f"c{i}")
-        j = self.stable.tag_index.get(name)
-        if j is not None:
-            return _Compiled(f"t{j}", (), self.stable.tags[j].type, False, f"t{j}")
-        raise TDengineError(E.INVALID_COLUMN, f"Invalid column name: {name}")
-
-    def literal(self, lit: Literal, target: DataType | None) -> _Compiled:
-        value = lit.value
-        if target is not None and value is not None:
-            value = self.coerce(lit, target)
-        return _Compiled("?", (value,), None, False, None)
-
-    def coerce(self, lit: Literal, target: DataType) -> object:
-        value = lit.value
-        kind = target.kind
-        if kind == "ts" and lit.kind == "str":
-            assert isinstance(value, str)
-            ticks = parse_datetime(value, self.precision)
-            if ticks is None:
-                raise TDengineError(
-                    E.INCORRECT_TIMESTAMP_VAL, f"Incorrect TIMESTAMP value: {value}"
-                )
-            return ticks
-        if kind in ("int", "ts", "bool", "float") and lit.kind == "bool":
-            return 1 if value else 0
-        if kind in ("int", "ts", "bool", "float") and lit.kind == "str":
-            assert isinstance(value, str)
-            try:
-                return int(value)
-            except ValueError:
-                try:
-                    return float(value)
-                except ValueError:
-                    raise TDengineError(
-                        E.PAR_SYNTAX_ERROR, f"Invalid value type: {lit.text}"
-                    ) from None
-        if kind in ("str", "nchar") and lit.kind in ("int", "float"):
-            return str(value)
-        return value
-
-    def operand(self, e: Expr, peer: Expr | None, *, allow_agg: bool) -> _Compiled:
-        if isinstance(e, Literal):
-            target = None
-            if peer is not None and not isinstance(peer, Literal):
-                target = self.expr(peer, allow_agg=allow_agg).dtype
-            return self.literal(e, target)
-        return self.expr(e, allow_agg=allow_agg)
-
-    def expr(self, e: Expr, *, allow_agg: bool) -> _Compiled:
-        if isinstance(e, ColumnRef):
-            return self.column(e)
-        if isinstance(e, Literal):
-            return self.literal(e, None)
-        if isinstance(e, FuncCall):
-            return self.func(e, allow_agg=allow_agg)
-        if isinstance(e, Cast):
-            inner = self.expr(e.expr, allow_agg=allow_agg)
-            if e.type.kind != "int" or e.type.name != "BIGINT":
-                raise TDengineError(E.PAR_SYNTAX_ERROR, f'syntax error near "{e.text}"')
-            if inner.dtype is not None and inner.dtype.kind in ("str", "nchar", "float"):
-                sql = f"CAST({inner.sql} AS INTEGER)"
-            else:
-                sql = inner.sql
-            return _Compiled(sql, inner.params, _BIGINT, inner.is_agg, None)
-        if isinstance(e, BinaryOp):
-            if e.op in ("and", "or"):
-                left = self.expr(e.left, allow_agg=allow_agg)
-                right = self.expr(e.right, allow_agg=allow_agg)
-                return _Compiled(
-                    f"({left.sql} {e.op.upper()} {right.sql})",
-                    left.params + right.params,
-                    None,
-                    left.is_agg or right.is_agg,
-                    None,
-                )
-            left = self.operand(e.left, e.right, allow_agg=allow_agg)
-            right = self.operand(e.right, e.left, allow_agg=allow_agg)
-            return _Compiled(
-                f"({left.sql} {e.op} {right.sql})",
-                left.params + right.params,
-                None,
-                left.is_agg or right.is_agg,
-                None,
-            )
-        if isinstance(e, Not):
-            inner = self.expr(e.expr, allow_agg=allow_agg)
-            return _Compiled(f"(NOT {inner.sql})", inner.params, None, inner.is_agg, None)
-        if isinstance(e, IsNull):
-            inner = self.expr(e.expr, allow_agg=allow_agg)
-            op = "IS NOT NULL" if e.negated else "IS NULL"
-            return _Compiled(f"({inner.sql} {op})", inner.params, None, inner.is_agg, None)
-        if isinstance(e, InList):
-            inner = self.expr(e.expr, allow_agg=allow_agg)
-            values = tuple(
-                self.coerce(v, inner.dtype) if inner.dtype and v.value is not None else v.value
-                for v in e.values
-            )
-            marks = ", ".join("?" for _ in values)
-            op = "NOT IN" if e.negated else "IN"
-            return _Compiled(
-                f"({inner.sql} {op} ({marks}))", inner.params + values, None, inner.is_agg, None
-            )
-        if isinstance(e, Between):
-            inner = self.expr(e.expr, allow_agg=allow_agg)
-            low = self.operand(e.low, e.expr, allow_agg=allow_agg)
-            high = self.operand(e.high, e.expr, allow_agg=allow_agg)
-            op = "NOT BETWEEN" if e.negated else "BETWEEN"
-            return _Compiled(
-                f"({inner.sql} {op} {low.sql} AND {high.sql})",
-                inner.params + low.params + high.params,
-                None,
-                inner.is_agg,
-                None,
-            )
-        raise TDengineError(E.PAR_SYNTAX_ERROR, 'syntax error near ""')  # pragma: no cover
-
-    def func(self, f: FuncCall, *, allow_agg: bool) -> _Compiled:
-        if f.name == "server_version":
-            raise TDengineError(E.PAR_SYNTAX_ERROR, f'syntax error near "{f.text}"')
-        if not allow_agg:
-            raise TDengineError(E.ILLEGAL_USE_AGG_FUNCTION, "There mustn't be aggregation")
-        if f.star:
-            return _Compiled("COUNT(*)", (), _BIGINT, True, None)
-        arg = self.expr(f.args[0], allow_agg=False)
-        dtype = arg.dtype
-        if f.name == "count":
-            return _Compiled(f"COUNT({arg.sql})", arg.params, _BIGINT, True, None)
-        numeric = dtype is not None and dtype.kind in ("int", "float")
-        if f.name in ("sum", "avg") and not numeric:
-            raise TDengineError(E.FUNC_PARA_TYPE, f"Invalid parameter data type : {f.name}")
-        if f.name in ("min", "max") and not (numeric or (dtype is not None and dtype.kind == "ts")):
-            raise TDengineError(E.FUNC_PARA_TYPE, f"Invalid parameter data type : {f.name}")
-        assert dtype is not None
-        if f.name == "avg":
-            return _Compiled(f"AVG({arg.sql})", arg.params, _DOUBLE, True, None)
-        if f.name == "sum":
-            out = _DOUBLE if dtype.kind == "float" else _BIGINT
-            return _Compiled(f"SUM({arg.sql})", arg.params, out, True, None)
-        return _Compiled(f"{f.name.upper()}({arg.sql})", arg.params, dtype, True, None)
 
 
 def _has_count(e: Expr) -> bool:
@@ -230,17 +54,17 @@ def plan_select(
     table_name: str,
 ) -> Plan:
     """Plan ``stmt`` over ``stable`` (restricted to ``subtable`` when given)."""
-    p = _Planner(stable, precision, table_name)
+    p = ExprCompiler(stable, precision, table_name)
     names: list[str] = []
-    compiled: list[_Compiled] = []
+    compiled: list[Compiled] = []
     if stmt.star:
         for i, col in enumerate(stable.columns):
             names.append(col.name)
-            compiled.append(_Compiled(f"c{i}", (), col.type, False, f"c{i}"))
+            compiled.append(Compiled(f"c{i}", (), col.type, False, f"c{i}"))
         if subtable is None:
             for j, tag in enumerate(stable.tags):
                 names.append(tag.name)
-                compiled.append(_Compiled(f"t{j}", (), tag.type, False, f"t{j}"))
+                compiled.append(Compiled(f"t{j}", (), tag.type, False, f"t{j}"))
     for item in stmt.items:
         c = p.expr(item.expr, allow_agg=True)
         if c.dtype is None:
