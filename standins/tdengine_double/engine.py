@@ -15,43 +15,52 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Final, Literal
+from typing import Final
 
 from standins.tdengine_double import errors as E
-from standins.tdengine_double.catalog import (
-    PRECISION_UNITS,
-    Database,
-    DataType,
-    StableDef,
-    SubTable,
-)
-from standins.tdengine_double.ddl import SchemaStore
-from standins.tdengine_double.errors import TDengineError
+from standins.tdengine_double.catalog import PRECISION_UNITS, Database, StableDef, SubTable
+from standins.tdengine_double.ddl import SYSTEM_DBS, SchemaStore
+from standins.tdengine_double.errors import TDengineError, not_implemented
+from standins.tdengine_double.infoschema import select_ins_databases, show_create_database
 from standins.tdengine_double.insert import InsertParser, TableRows
 from standins.tdengine_double.lexer import lower_outside_quotes, tokenize
+from standins.tdengine_double.planner import ExprCompiler
 from standins.tdengine_double.query import plan_select
-from standins.tdengine_double.results import ExecResult, QueryResult, ResultColumn
-from standins.tdengine_double.show import describe, show_databases, show_tables
+from standins.tdengine_double.reads import WrapSum, run_plan, select_constants
+from standins.tdengine_double.results import ExecResult, QueryResult
+from standins.tdengine_double.show import (
+    describe,
+    show_create_stable,
+    show_databases,
+    show_tables,
+)
 from standins.tdengine_double.sql import Parser
 from standins.tdengine_double.statements import (
+    Between,
+    BinaryOp,
     CreateDatabase,
     CreateStable,
+    Delete,
     Describe,
     DropDatabase,
     DropStable,
-    FuncCall,
     SelectStmt,
+    ShowCreateDatabase,
+    ShowCreateStable,
     ShowDatabases,
     ShowStables,
     ShowTables,
     Statement,
     TableName,
     UseDatabase,
+    column_names,
+    conjuncts,
 )
 
-__all__ = ("DEFAULT_SERVER_VERSION", "MAX_SQL_BYTES", "Engine", "SumOverflow")
+__all__ = ("DEFAULT_SERVER_VERSION", "MAX_SQL_BYTES", "Engine")
 
-DEFAULT_SERVER_VERSION: Final = "3.3.6.3"
+DEFAULT_SERVER_VERSION: Final = "3.3.6.6"
+"""The version recorded from a real server (``../shared/tdengine-recorded``)."""
 MAX_SQL_BYTES: Final = 1_048_576
 """taosc's ``TSDB_MAX_ALLOWED_SQL_LEN``: longer statements fail with 0x0219."""
 
@@ -62,13 +71,7 @@ MAX_KEY_BY_PRECISION: Final[dict[str, int]] = {
 }
 """``tsMaxKeyByPrecision``: 2970-01-01 for ms/us, 2262-01-01 for ns."""
 
-SumOverflow = Literal["error", "wrap"]
-
 _INSERT_START: Final = re.compile(r"\s*insert(?![a-z0-9_])")
-
-
-def _vchar(n: int) -> DataType:
-    return DataType("VARCHAR", "str", n)
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -92,9 +95,6 @@ class Engine:
         behaviour (``PRIMARY KEY`` before 3.3.6.3, ``COMPOSITE KEY`` from it).
     clock:
         Seconds since the epoch, for ``NOW`` and the KEEP window.
-    sum_overflow:
-        ``"error"`` (default) fails a SUM that leaves the BIGINT range with 0x0224;
-        ``"wrap"`` wraps it to 64 bits as TDengine's int64 accumulator does.
     """
 
     def __init__(
@@ -103,12 +103,10 @@ class Engine:
         db_file: str | None = None,
         server_version: str = DEFAULT_SERVER_VERSION,
         clock: Callable[[], float] = time.time,
-        sum_overflow: SumOverflow = "error",
     ) -> None:
         self.server_version = server_version
         self.version = _version_tuple(server_version)
         self.clock = clock
-        self.sum_overflow: SumOverflow = sum_overflow
         self.lock = threading.RLock()
         self.conn = sqlite3.connect(
             db_file or ":memory:", check_same_thread=False, isolation_level=None
@@ -118,15 +116,16 @@ class Engine:
         self.conn.execute("PRAGMA temp_store=MEMORY")
         self.conn.execute("PRAGMA cache_size=-262144")
         # typeshed expects an int-only aggregate; this one also sums REAL values
-        self.conn.create_aggregate("wrapsum", 1, _WrapSum)  # type: ignore[arg-type]
+        self.conn.create_aggregate("wrapsum", 1, WrapSum)  # type: ignore[arg-type]
         self.schema = SchemaStore(self.conn, self.version)
         self.databases: dict[str, Database] = self.schema.databases
 
     # ------------------------------------------------------------ versions
     @property
-    def pk_keyword(self) -> str:
-        """``composite`` from 3.3.6.3 on, ``primary`` before (the other one is rejected)."""
-        return "composite" if self.version >= (3, 3, 6, 3) else "primary"
+    def key_keywords(self) -> tuple[str, ...]:
+        """``COMPOSITE KEY`` or ``PRIMARY KEY`` from 3.3.6.3 on (both recorded on 3.3.6.6),
+        only ``PRIMARY KEY`` before."""
+        return ("composite", "primary") if self.version >= (3, 3, 6, 3) else ("primary",)
 
     def close(self) -> None:
         """Close the SQLite connection."""
@@ -168,7 +167,7 @@ class Engine:
             if _INSERT_START.match(lowered):
                 return self._insert(lowered, default_db, subtable_errors or {})
             tokens = tokenize(lowered)
-            stmt = Parser(lowered, tokens, pk_keyword=self.pk_keyword).statement()
+            stmt = Parser(lowered, tokens, key_keywords=self.key_keywords).statement()
             return self._dispatch(stmt, default_db)
 
     def _dispatch(self, stmt: Statement, default_db: str | None) -> ExecResult | QueryResult:
@@ -184,7 +183,19 @@ class Engine:
         if isinstance(stmt, ShowStables | ShowTables):
             return show_tables(self._db_or_fail(stmt.db or default_db), stmt)
         if isinstance(stmt, Describe):
-            return describe(self._stable_of(stmt.table, default_db), self.version)
+            stable, _ = self._table(stmt.table, default_db, describe=True)
+            return describe(stable, self.version)
+        if isinstance(stmt, ShowCreateStable):
+            stable, sub = self._table(stmt.table, default_db, describe=True)
+            if sub is not None or self.version < (3, 3, 6):
+                raise not_implemented("SHOW CREATE of a subtable, or before 3.3.6")
+            return show_create_stable(stable, self.version)
+        if isinstance(stmt, ShowCreateDatabase):
+            if stmt.name in SYSTEM_DBS:
+                raise not_implemented("SHOW CREATE DATABASE of a system database")
+            return show_create_database(self._db_or_fail(stmt.name))
+        if isinstance(stmt, Delete):
+            return self._delete(stmt, default_db)
         if isinstance(stmt, DropDatabase):
             return self.schema.drop_database(stmt)
         if isinstance(stmt, DropStable):
@@ -202,61 +213,91 @@ class Engine:
             raise TDengineError(E.DB_NOT_EXIST, "Database not exist")
         return db
 
-    def _stable_of(self, table: TableName, default_db: str | None) -> StableDef:
-        """The super table named ``table``, or the one a subtable of that name belongs to."""
-        db = self._db_or_fail(table.db or default_db)
-        stable = db.stables.get(table.name)
-        if stable is None:
-            sub = db.subtables.get(table.name)
-            if sub is None:
-                raise self._missing_table()
-            stable = db.stables[sub.stable]
-        return stable
+    def _table(
+        self, table: TableName, default_db: str | None, *, describe: bool = False
+    ) -> tuple[StableDef, SubTable | None]:
+        """A super table, or a subtable and its super table; fails as 3.3.6.6 does.
 
-    def _missing_table(self) -> TDengineError:
-        code = E.TABLE_NOT_EXIST if self.version >= (3, 3, 6) else E.GET_META_ERROR
-        return TDengineError(code, "Fail to get table info, error: Table does not exist")
+        Recorded: a missing database is "Fail to get table info, error: Database not
+        exist" for a query; a missing table is "Fail to get table info, error: Table does
+        not exist" for a query and "Table does not exist" for DESCRIBE. DESCRIBE of a
+        missing database drops the prefix likewise (UNCONFIRMED).
+        """
+        name = table.db or default_db
+        if name is None:
+            raise TDengineError(E.PAR_DB_NOT_SPECIFIED, "Database not specified")
+        db = self.databases.get(name)
+        prefix = "" if describe else "Fail to get table info, error: "
+        if db is None:
+            raise TDengineError(E.DB_NOT_EXIST, prefix + "Database not exist")
+        stable = db.stables.get(table.name)
+        if stable is not None:
+            return stable, None
+        sub = db.subtables.get(table.name)
+        if sub is None:
+            if self.version < (3, 3, 6):
+                desc = "Fail to get table info, error: Table does not exist"
+                raise TDengineError(E.GET_META_ERROR, desc)
+            raise TDengineError(E.TABLE_NOT_EXIST, prefix + "Table does not exist")
+        return db.stables[sub.stable], sub
 
     # --------------------------------------------------------------- SELECT
     def _select(self, stmt: SelectStmt, default_db: str | None) -> QueryResult:
         if stmt.table is None:
-            item = stmt.items[0] if len(stmt.items) == 1 else None
-            if item is None or not (
-                isinstance(item.expr, FuncCall) and item.expr.name == "server_version"
-            ):
-                raise E.par_syntax_error(stmt.items[0].text if stmt.items else "")
-            name = item.alias or item.text
-            return QueryResult([ResultColumn.of(name, _vchar(30))], [(self.server_version,)], "ms")
-        db = self._db_or_fail(stmt.table.db or default_db)
-        stable = db.stables.get(stmt.table.name)
-        subtable: str | None = None
-        if stable is None:
-            sub = db.subtables.get(stmt.table.name)
-            if sub is None:
-                raise self._missing_table()
-            stable = db.stables[sub.stable]
-            subtable = sub.name
+            return select_constants(stmt, self.server_version)
+        if stmt.table.db in SYSTEM_DBS:
+            if (stmt.table.db, stmt.table.name) != ("information_schema", "ins_databases"):
+                raise not_implemented(f"{stmt.table.db}.{stmt.table.name}")
+            return select_ins_databases(self.conn, stmt, self.databases)
+        stable, sub = self._table(stmt.table, default_db)
+        precision = self.databases[stable.db].precision
         plan = plan_select(
-            stmt, stable, db.precision, subtable=subtable, table_name=stmt.table.name
+            stmt,
+            stable,
+            precision,
+            subtable=None if sub is None else sub.name,
+            table_name=stmt.table.name,
         )
-        sql = plan.sql
-        if self.sum_overflow == "wrap":
-            sql = sql.replace("SUM(", "wrapsum(")
-        try:
-            rows = self.conn.execute(sql, plan.params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "integer overflow" in str(exc):
+        db = self.databases[stable.db]
+        tables = (
+            [sub]
+            if sub is not None
+            else [t for t in db.subtables.values() if t.stable == stable.name]
+        )
+        return QueryResult(plan.columns, run_plan(self.conn, plan, tables), precision)
+
+    # --------------------------------------------------------------- DELETE
+    def _delete(self, stmt: Delete, default_db: str | None) -> ExecResult:
+        """Delete the rows in a time range: conditions on the timestamp column only."""
+        stable, sub = self._table(stmt.table, default_db)
+        ts_name = stable.columns[0].name
+        for conj in conjuncts(stmt.where):
+            names = column_names(conj)
+            if names != {ts_name}:
                 raise TDengineError(
-                    E.VALUE_OUT_OF_RANGE,
-                    "Value out of range: SUM overflowed BIGINT (the TDengine stand-in fails "
-                    "here; TDengine itself wraps the 64-bit sum)",
-                ) from None
-            raise
-        if plan.aggregate_without_group:
-            if rows and rows[0][-1] == 0 and not plan.has_count:
-                rows = []
-            rows = [r[:-1] for r in rows]
-        return QueryResult(plan.columns, rows, db.precision)
+                    E.INVALID_DELETE_WHERE,
+                    "The DELETE statement must only have a definite time window range",
+                )
+            if (
+                not isinstance(conj, BinaryOp | Between)
+                or getattr(conj, "negated", False)
+                or (isinstance(conj, BinaryOp) and conj.op in ("!=", "or"))
+            ):
+                raise not_implemented("DELETE with a time condition other than a range")
+        compiler = ExprCompiler(stable, self.databases[stable.db].precision, stmt.table.name)
+        parts: list[str] = []
+        params: list[object] = []
+        if sub is not None:
+            parts.append("tbname = ?")
+            params.append(sub.name)
+        if stmt.where is not None:
+            w = compiler.expr(stmt.where, allow_agg=False)
+            parts.append(w.sql)
+            params.extend(w.params)
+        sql = f'DELETE FROM "{stable.storage}"'
+        if parts:
+            sql += " WHERE " + " AND ".join(f"({p})" for p in parts)
+        return ExecResult(self.conn.execute(sql, params).rowcount)
 
     # --------------------------------------------------------------- INSERT
     def _insert(
@@ -355,21 +396,3 @@ class Engine:
             f'INSERT INTO "{stable.storage}" ({", ".join(names)}) VALUES ({marks}) '
             f"ON CONFLICT ({', '.join(key)}) {action}"
         )
-
-
-class _WrapSum:
-    """SQLite aggregate: a 64-bit two's-complement sum, as TDengine's int64 accumulator."""
-
-    def __init__(self) -> None:
-        self.total: int | float | None = None
-
-    def step(self, value: object) -> None:
-        if not isinstance(value, int | float):
-            return
-        total = (self.total or 0) + value
-        if isinstance(total, int):
-            total = (total + 2**63) % 2**64 - 2**63
-        self.total = total
-
-    def finalize(self) -> int | float | None:
-        return self.total

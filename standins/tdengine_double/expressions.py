@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from standins.tdengine_double.catalog import DataType, make_type
-from standins.tdengine_double.errors import TDengineError, par_syntax_error
+from standins.tdengine_double.errors import TDengineError, not_implemented, par_syntax_error
 from standins.tdengine_double.lexer import RESERVED, Token, tokenize, unquote_string
 from standins.tdengine_double.statements import (
     Between,
@@ -26,7 +26,26 @@ from standins.tdengine_double.statements import (
 __all__ = ("ExprParser",)
 
 _CMP_OPS: Final = frozenset({"=", "==", "!=", "<>", "<", "<=", ">", ">="})
+_ARITHMETIC: Final = frozenset({"+", "-", "*", "/", "%"})
 _AGGREGATES: Final = frozenset({"count", "sum", "min", "max", "avg"})
+_FUNCTIONS: Final = _AGGREGATES | {"server_version", "last_row", "cast"}
+_PATTERN_OPS: Final = frozenset({"like", "match", "nmatch", "regexp", "contains"})
+UNIMPLEMENTED_WORDS: Final = frozenset(
+    {
+        # statements
+        *("alter", "balance", "compact", "explain", "flush", "grant", "kill", "merge"),
+        *("pause", "redistribute", "reset", "restore", "resume", "revoke", "split", "trim"),
+        # SELECT clauses
+        *("interval", "sliding", "fill", "slimit", "soffset", "session", "state_window"),
+        *("event_window", "count_window", "having", "join", "inner", "left", "right", "full"),
+        *("outer", "semi", "anti", "asof", "window", "union", "range", "every"),
+        *("except", "intersect", "jlimit"),
+    }
+)
+"""TDengine keywords the stand-in does not implement: met where a statement could
+continue, they are answered with 0x0100 (not implemented), not with a syntax error."""
+_TYPE_WORDS: Final = frozenset({"json", "varbinary", "geometry", "decimal"})
+"""TDengine column types the stand-in does not implement."""
 
 
 class ExprParser:
@@ -110,12 +129,6 @@ class ExprParser:
             return TableName(first, second, start.pos, self.tokens[self.i - 1].end)
         return TableName(None, first, start.pos, self.tokens[self.i - 1].end)
 
-    def end_of_statement(self) -> None:
-        """Allow one trailing ``;`` and nothing after it."""
-        self.accept_op(";")
-        if self.tok.kind != "eof":
-            raise self.error()
-
     def text_from(self, start: Token) -> str:
         """Statement text from ``start`` to the last consumed token."""
         return self.sql[start.pos : self.tokens[self.i - 1].end]
@@ -150,10 +163,13 @@ class ExprParser:
             self.advance()
             self.expect_op(")")
             return make_type(word.upper(), int(n.text))
+        if word in _TYPE_WORDS:
+            raise not_implemented(f"type {word.upper()}")
         raise self.error()
 
     # -------------------------------------------------------------- select
     def select_body(self) -> SelectStmt:
+        distinct = self.accept("distinct")
         items: list[SelectItem] = []
         star = False
         if self.accept_op("*"):
@@ -164,19 +180,24 @@ class ExprParser:
                 items.append(self.select_item())
         table: TableName | None = None
         if self.accept("from"):
+            if self.is_op("("):
+                raise not_implemented("subqueries")
             table = self.table_name()
-        stmt = SelectStmt(items, star, table)
+            if self.is_op(","):
+                raise not_implemented("joins")
+        stmt = SelectStmt(items, star, table, distinct=distinct)
         if table is None:
-            if star or (self.tok.kind != "eof" and not self.is_op(";")):
+            if star or distinct or (self.tok.kind != "eof" and not self.is_op(";")):
                 raise self.error()
             return stmt
         if self.accept("where"):
             stmt.where = self.expr()
+        if self.accept("partition"):
+            self.expect("by")
+            stmt.partition_by = self.expr_list()
         if self.accept("group"):
             self.expect("by")
-            stmt.group_by.append(self.expr())
-            while self.accept_op(","):
-                stmt.group_by.append(self.expr())
+            stmt.group_by = self.expr_list()
         if self.accept("order"):
             self.expect("by")
             while True:
@@ -191,9 +212,28 @@ class ExprParser:
                     break
         if self.accept("limit"):
             stmt.limit = self.int_value()
+            if self.is_op(","):
+                raise not_implemented("LIMIT offset, count")
             if self.accept("offset"):
                 stmt.offset = self.int_value()
         return stmt
+
+    def expr_list(self) -> list[Expr]:
+        """``expr [, expr ...]``."""
+        out = [self.expr()]
+        while self.accept_op(","):
+            out.append(self.expr())
+        return out
+
+    def end_of_statement(self) -> None:
+        """A ``;`` ends the statement and what follows is never read (TDengine runs the
+        first statement only); anything else left over is an error."""
+        if self.accept_op(";") or self.tok.kind == "eof":
+            return
+        t = self.tok
+        if t.kind == "id" and t.text in UNIMPLEMENTED_WORDS:
+            raise not_implemented(f'{t.text.upper()} (near "{self.sql[t.pos : t.pos + 63]}")')
+        raise self.error()
 
     def is_op(self, op: str) -> bool:
         t = self.tok
@@ -236,11 +276,11 @@ class ExprParser:
 
     def predicate(self) -> Expr:
         start = self.tok
-        left = self.primary()
+        left = self.operand()
         t = self.tok
         if t.kind == "op" and t.text in _CMP_OPS:
             self.advance()
-            right = self.primary()
+            right = self.operand()
             op = "=" if t.text == "==" else ("!=" if t.text == "<>" else t.text)
             return BinaryOp(op, left, right, self.text_from(start))
         negated = False
@@ -257,17 +297,27 @@ class ExprParser:
             self.expect_op(")")
             return InList(left, tuple(values), negated, self.text_from(start))
         if self.accept("between"):
-            low = self.primary()
+            low = self.operand()
             self.expect("and")
-            high = self.primary()
+            high = self.operand()
             return Between(left, low, high, negated, self.text_from(start))
         if negated:
             raise self.error()
+        if self.is_word(*_PATTERN_OPS):
+            raise not_implemented(f"{self.tok.text.upper()} conditions")
         if self.accept("is"):
             neg = self.accept("not")
             self.expect("null")
             return IsNull(left, neg, self.text_from(start))
         return left
+
+    def operand(self) -> Expr:
+        """A primary expression; arithmetic on it is valid TDengine the stand-in lacks."""
+        e = self.primary()
+        t = self.tok
+        if t.kind == "op" and t.text in _ARITHMETIC:
+            raise not_implemented(f'arithmetic (near "{self.sql[t.pos : t.pos + 63]}")')
+        return e
 
     def literal(self) -> Literal:
         start = self.tok
@@ -327,14 +377,16 @@ class ExprParser:
                 target = self.data_type()
                 self.expect_op(")")
                 return Cast(inner, target, self.text_from(start))
-            if nxt == "(" and (start.text in _AGGREGATES or start.text == "server_version"):
+            if nxt == "(" and start.text not in _FUNCTIONS:
+                raise not_implemented(f"function {start.text}()")
+            if nxt == "(":
                 self.i += 2
                 if start.text == "server_version":
                     self.expect_op(")")
                     return FuncCall("server_version", (), False, self.text_from(start))
-                if start.text == "count" and self.accept_op("*"):
+                if start.text in ("count", "last_row") and self.accept_op("*"):
                     self.expect_op(")")
-                    return FuncCall("count", (), True, self.text_from(start))
+                    return FuncCall(start.text, (), True, self.text_from(start))
                 arg = self.expr()
                 self.expect_op(")")
                 return FuncCall(start.text, (arg,), False, self.text_from(start))

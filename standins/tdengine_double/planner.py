@@ -11,7 +11,7 @@ from typing import Final
 
 from standins.tdengine_double import errors as E
 from standins.tdengine_double.catalog import DataType, StableDef, make_type
-from standins.tdengine_double.errors import TDengineError
+from standins.tdengine_double.errors import TDengineError, not_implemented
 from standins.tdengine_double.statements import (
     Between,
     BinaryOp,
@@ -30,7 +30,8 @@ __all__ = ("BIGINT", "Compiled", "ExprCompiler")
 
 BIGINT: Final = make_type("BIGINT")
 _DOUBLE: Final = make_type("DOUBLE")
-_TBNAME: Final = DataType("VARCHAR", "str", 192)
+_TBNAME: Final = DataType("VARCHAR", "str", 270)
+"""``tbname`` in a result: VARCHAR(270), as recorded (SHOW TABLES lists names as 192)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +180,8 @@ class ExprCompiler:
     def func(self, f: FuncCall, *, allow_agg: bool) -> Compiled:
         if f.name == "server_version":
             raise TDengineError(E.PAR_SYNTAX_ERROR, f'syntax error near "{f.text}"')
+        if f.name == "last_row":
+            raise not_implemented("LAST_ROW with other expressions or clauses")
         if not allow_agg:
             raise TDengineError(E.ILLEGAL_USE_AGG_FUNCTION, "There mustn't be aggregation")
         if f.star:
@@ -188,9 +191,7 @@ class ExprCompiler:
         if f.name == "count":
             return Compiled(f"COUNT({arg.sql})", arg.params, BIGINT, True, None)
         numeric = dtype is not None and dtype.kind in ("int", "float")
-        if f.name in ("sum", "avg") and not numeric:
-            raise TDengineError(E.FUNC_PARA_TYPE, f"Invalid parameter data type : {f.name}")
-        if f.name in ("min", "max") and not (numeric or (dtype is not None and dtype.kind == "ts")):
+        if not numeric:  # MIN(ts) too: recorded on 3.3.6.6
             raise TDengineError(E.FUNC_PARA_TYPE, f"Invalid parameter data type : {f.name}")
         assert dtype is not None
         if f.name == "avg":

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from typing import Final
 
-from standins.tdengine_double.expressions import ExprParser
+from standins.tdengine_double.errors import TDengineError, not_implemented
+from standins.tdengine_double.expressions import UNIMPLEMENTED_WORDS, ExprParser
 from standins.tdengine_double.lexer import Token, unquote_string
 from standins.tdengine_double.statements import (
     ColumnDefAst,
     CreateDatabase,
     CreateStable,
+    Delete,
     Describe,
     DropDatabase,
     DropStable,
+    ShowCreateDatabase,
+    ShowCreateStable,
     ShowDatabases,
     ShowStables,
     ShowTables,
@@ -27,21 +31,36 @@ from standins.tdengine_double.statements import (
 __all__ = ("Parser",)
 
 _DURATION_MINUTES: Final[dict[str, int]] = {"m": 1, "h": 60, "d": 1440}
+_DB_OPTIONS: Final = frozenset(
+    {
+        *("cachemodel", "cachesize", "comp", "wal_fsync_period", "maxrows", "minrows"),
+        *("pages", "pagesize", "tsdb_pagesize", "replica", "single_stable", "strict"),
+        *("wal_retention_period", "wal_retention_size", "stt_trigger", "table_prefix"),
+        *("table_suffix", "keep_time_offset", "encrypt_algorithm", "s3_chunkpages"),
+        *("s3_keeplocal", "s3_compact", "compact_interval", "compact_time_range"),
+        *("compact_time_offset", "dnodes"),
+    }
+)
+"""CREATE DATABASE options TDengine takes and the stand-in does not implement."""
 
 
 class Parser(ExprParser):
     """Recursive-descent parser over the tokens of one lower-cased statement."""
 
     def __init__(
-        self, lowered: str, tokens: list[Token] | None = None, *, pk_keyword: str = "composite"
+        self,
+        lowered: str,
+        tokens: list[Token] | None = None,
+        *,
+        key_keywords: tuple[str, ...] = ("composite", "primary"),
     ) -> None:
         super().__init__(lowered, tokens)
-        self.pk_keyword = pk_keyword
-        """The composite-key keyword this server version accepts (the other is an error)."""
+        self.key_keywords = key_keywords
+        """The composite-key keywords this server version accepts (others are an error)."""
 
     # ---------------------------------------------------------- statements
     def statement(self) -> Statement:
-        """Parse one non-INSERT statement."""
+        """Parse one non-INSERT statement (up to its first ``;``)."""
         t = self.tok
         if self.accept("select"):
             stmt: Statement = self.select_body()
@@ -51,7 +70,7 @@ class Parser(ExprParser):
             elif self.accept("stable"):
                 stmt = self.create_stable()
             else:
-                raise self.error()
+                raise self.unimplemented("CREATE")
         elif self.accept("show"):
             stmt = self.show()
         elif self.accept("describe", "desc"):
@@ -60,10 +79,23 @@ class Parser(ExprParser):
             stmt = self.drop()
         elif self.accept("use"):
             stmt = UseDatabase(self.ident())
+        elif self.accept("delete"):
+            self.expect("from")
+            table = self.table_name()
+            stmt = Delete(table, self.expr() if self.accept("where") else None)
+        elif t.kind == "id" and t.text in UNIMPLEMENTED_WORDS:
+            raise not_implemented(f"{t.text.upper()} statements")
         else:
             raise self.error(t)
         self.end_of_statement()
         return stmt
+
+    def unimplemented(self, verb: str) -> TDengineError:
+        """0x0100 for ``<verb> <word>`` the stand-in lacks; 0x2600 if no word follows."""
+        t = self.tok
+        if t.kind != "id":
+            return self.error()
+        return not_implemented(f"{verb} {t.text.upper()}")
 
     def if_not_exists(self) -> bool:
         if self.accept("if"):
@@ -114,6 +146,8 @@ class Parser(ExprParser):
             elif word == "buffer":
                 self.advance()
                 buffer = self.int_value()
+            elif word in _DB_OPTIONS:
+                raise not_implemented(f"database option {word.upper()}")
             else:
                 raise self.error()
         return CreateDatabase(name, ine, precision, keep, duration, wal_level, vgroups, buffer)
@@ -134,7 +168,7 @@ class Parser(ExprParser):
         name = self.ident()
         dtype = self.data_type()
         key: str | None = None
-        if allow_key and self.is_word(self.pk_keyword):
+        if allow_key and self.is_word(*self.key_keywords):
             key = self.advance().text
             self.expect("key")
         return ColumnDefAst(name, dtype, key, start.pos)
@@ -158,12 +192,17 @@ class Parser(ExprParser):
     def show(self) -> Statement:
         if self.accept("databases"):
             return ShowDatabases()
+        if self.accept("create"):
+            if self.accept("database"):
+                return ShowCreateDatabase(self.ident())
+            if self.accept("stable"):
+                return ShowCreateStable(self.table_name())
+            raise self.unimplemented("SHOW CREATE")
         db: str | None = None
         if not self.is_word("stables", "tables"):
-            start = self.tok
-            nxt = self.tokens[self.i + 1]
+            nxt = self.tokens[min(self.i + 1, len(self.tokens) - 1)]
             if not (nxt.kind == "op" and nxt.text == "."):
-                raise self.error(start)
+                raise self.unimplemented("SHOW")
             db = self.ident()
             self.expect_op(".")
         word = self.expect("stables", "tables").text
@@ -176,4 +215,4 @@ class Parser(ExprParser):
         if self.accept("stable"):
             ie = self.if_exists()
             return DropStable(self.table_name(), ie)
-        raise self.error()
+        raise self.unimplemented("DROP")

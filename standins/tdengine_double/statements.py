@@ -14,6 +14,7 @@ __all__ = (
     "ColumnRef",
     "CreateDatabase",
     "CreateStable",
+    "Delete",
     "Describe",
     "DropDatabase",
     "DropStable",
@@ -25,12 +26,16 @@ __all__ = (
     "Not",
     "SelectItem",
     "SelectStmt",
+    "ShowCreateDatabase",
+    "ShowCreateStable",
     "ShowDatabases",
     "ShowStables",
     "ShowTables",
     "Statement",
     "TableName",
     "UseDatabase",
+    "column_names",
+    "conjuncts",
 )
 
 
@@ -63,7 +68,7 @@ class Literal:
 
 @dataclass(frozen=True, slots=True)
 class FuncCall:
-    """count/sum/min/max/avg/server_version; ``star`` for ``count(*)``."""
+    """count/sum/min/max/avg/last_row/server_version; ``star`` for ``count(*)``."""
 
     name: str
     args: tuple[Expr, ...]
@@ -142,12 +147,14 @@ class SelectItem:
 
 @dataclass(slots=True)
 class SelectStmt:
-    """A single-table SELECT."""
+    """A single-table SELECT (``table`` None: constants only, e.g. ``SELECT 1``)."""
 
     items: list[SelectItem]
     star: bool
     table: TableName | None
     where: Expr | None = None
+    distinct: bool = False
+    partition_by: list[Expr] = field(default_factory=list)
     group_by: list[Expr] = field(default_factory=list)
     order_by: list[tuple[Expr, bool]] = field(default_factory=list)
     limit: int | None = None
@@ -209,6 +216,28 @@ class ShowTables:
 
 
 @dataclass(frozen=True, slots=True)
+class ShowCreateDatabase:
+    """``SHOW CREATE DATABASE db``."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShowCreateStable:
+    """``SHOW CREATE STABLE [db.]st``."""
+
+    table: TableName
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """``DELETE FROM [db.]table [WHERE condition]``."""
+
+    table: TableName
+    where: Expr | None
+
+
+@dataclass(frozen=True, slots=True)
 class Describe:
     """``DESCRIBE [db.]table``."""
 
@@ -245,8 +274,39 @@ Statement = (
     | ShowDatabases
     | ShowStables
     | ShowTables
+    | ShowCreateDatabase
+    | ShowCreateStable
+    | Delete
     | Describe
     | DropDatabase
     | DropStable
     | UseDatabase
 )
+
+
+def column_names(e: Expr) -> set[str]:
+    """Every column, tag or ``tbname`` an expression refers to."""
+    if isinstance(e, ColumnRef):
+        return {e.name}
+    children: list[Expr] = []
+    if isinstance(e, BinaryOp):
+        children = [e.left, e.right]
+    elif isinstance(e, Not | InList | IsNull | Cast):
+        children = [e.expr]
+    elif isinstance(e, Between):
+        children = [e.expr, e.low, e.high]
+    elif isinstance(e, FuncCall):
+        children = list(e.args)
+    out: set[str] = set()
+    for child in children:
+        out |= column_names(child)
+    return out
+
+
+def conjuncts(e: Expr | None) -> list[Expr]:
+    """The terms of a top-level AND chain (none for no condition)."""
+    if e is None:
+        return []
+    if isinstance(e, BinaryOp) and e.op == "and":
+        return conjuncts(e.left) + conjuncts(e.right)
+    return [e]

@@ -161,7 +161,6 @@ def _normalise(body: Any, sql: str, own: set[str]) -> Any:
 
 
 def _headers(auth: str | None, user: str, password: str) -> dict[str, str]:
-
     if auth is None:
         return {}
     if auth.startswith("RAW "):
