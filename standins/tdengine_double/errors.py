@@ -3,8 +3,11 @@
 Messages follow TDengine's own formats: ``terror.c`` texts, the parser's
 ``getSyntaxErrFormat`` formats and ``buildSyntaxErrMsg`` (which quotes at most 63 bytes
 of the statement from the offending token). Every message is cut to 511 bytes, the size
-of taosc's message buffer. Codes marked *double* are the stand-in's own choices for
-behaviour that TDengine does not define (see the notes next to them).
+of taosc's message buffer.
+
+:data:`NOT_IMPLEMENTED` is the stand-in's own answer for SQL a real server accepts but
+the stand-in does not implement: TDengine's "Operation not supported" code with a desc
+that starts ``not implemented by the TDengine stand-in:`` (see :func:`not_implemented`).
 """
 
 from __future__ import annotations
@@ -33,9 +36,12 @@ __all__ = (
     "INVALID_COLUMN",
     "INVALID_COLUMNS_NUM",
     "INVALID_DB_OPTION",
+    "INVALID_DELETE_WHERE",
     "INVALID_FIRST_COLUMN",
     "INVALID_OPERATION",
     "INVALID_VAR_COLUMN_LEN",
+    "NOT_IMPLEMENTED",
+    "NOT_IMPLEMENTED_PREFIX",
     "NOT_SELECTED_EXPRESSION",
     "NOT_SINGLE_GROUP",
     "PAR_DB_NOT_SPECIFIED",
@@ -56,10 +62,15 @@ __all__ = (
     "TDengineError",
     "clip_message",
     "invalid_operation",
+    "not_implemented",
     "par_syntax_error",
     "sql_syntax_error",
 )
 
+# common
+NOT_IMPLEMENTED: Final = 0x0100
+"""``TSDB_CODE_OPS_NOT_SUPPORT``; the stand-in's answer for what it does not implement."""
+NOT_IMPLEMENTED_PREFIX: Final = "not implemented by the TDengine stand-in: "
 # taosc / client
 INVALID_OPERATION: Final = 0x0200
 SQL_SYNTAX_ERROR: Final = 0x0216
@@ -90,7 +101,8 @@ DUPLICATED_COLUMN: Final = 0x263C
 INVALID_COLUMNS_NUM: Final = 0x263F
 INVALID_FIRST_COLUMN: Final = 0x2641
 INVALID_VAR_COLUMN_LEN: Final = 0x2642
-VALUE_TOO_LONG: Final = 0x2653  # confirmed on 3.3.2.0; the docs' table says 0x2610
+VALUE_TOO_LONG: Final = 0x2653  # recorded on 3.3.6.6; the docs' table says 0x2610
+INVALID_DELETE_WHERE: Final = 0x2655  # recorded on 3.3.6.6
 GET_META_ERROR: Final = 0x2662
 PK_SECOND_COLUMN: Final = 0x2678
 PK_COLUMN_TYPE: Final = 0x2679
@@ -154,3 +166,8 @@ def par_syntax_error(rest: str) -> TDengineError:
 def invalid_operation(msg: str) -> TDengineError:
     """0x0200 with a free-text message (``buildInvalidOperationMsg``)."""
     return TDengineError(INVALID_OPERATION, msg)
+
+
+def not_implemented(what: str) -> TDengineError:
+    """0x0100 for SQL TDengine accepts and the stand-in does not implement (``what``)."""
+    return TDengineError(NOT_IMPLEMENTED, NOT_IMPLEMENTED_PREFIX + what)

@@ -23,7 +23,7 @@ from standins.tdengine_double.catalog import (
     SubTable,
 )
 from standins.tdengine_double.errors import TDengineError, invalid_operation, sql_syntax_error
-from standins.tdengine_double.sql import RESERVED, TOKEN_RE, Token, unquote_string
+from standins.tdengine_double.lexer import RESERVED, TOKEN_RE, Token, unquote_string
 from standins.tdengine_double.timefmt import parse_datetime, today_ticks
 
 __all__ = ("InsertParser", "TableRows")

@@ -1,40 +1,46 @@
-"""Translate a parsed single-table SELECT into parameterised SQLite SQL.
-
-Identifiers in the generated SQL are the stand-in's own storage names (``tbname``,
-``t<i>`` for tags, ``c<i>`` for columns); every literal travels as a parameter.
-"""
+"""Translate a parsed single-table SELECT into parameterised SQLite SQL (a :class:`Plan`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from standins.tdengine_double import errors as E
-from standins.tdengine_double.catalog import DataType, StableDef, make_type
-from standins.tdengine_double.errors import TDengineError
+from standins.tdengine_double.catalog import StableDef
+from standins.tdengine_double.errors import TDengineError, not_implemented
+from standins.tdengine_double.planner import Compiled, ExprCompiler
 from standins.tdengine_double.results import ResultColumn
-from standins.tdengine_double.sql import (
-    Between,
-    BinaryOp,
+from standins.tdengine_double.statements import (
     Cast,
     ColumnRef,
     Expr,
     FuncCall,
-    InList,
-    IsNull,
     Literal,
-    Not,
     SelectStmt,
+    column_names,
+    conjuncts,
 )
-from standins.tdengine_double.timefmt import parse_datetime
 
-__all__ = ("Plan", "plan_select")
+__all__ = ("Plan", "TagGroups", "finish_rows", "plan_select")
 
-_BIGINT: Final = make_type("BIGINT")
-_DOUBLE: Final = make_type("DOUBLE")
-_TBNAME: Final = DataType("VARCHAR", "str", 192)
 _NAME_LEN: Final = 64
 """Result column names are cut to ``TSDB_COL_NAME_LEN - 1``."""
+
+
+@dataclass(frozen=True, slots=True)
+class TagGroups:
+    """GROUP BY on tags and ``tbname`` only: TDengine forms a group per table, rows or not.
+
+    The engine lists the groups of the tables that pass ``where_sql`` (the tag-only
+    conditions of WHERE) and adds a row for each group the query left empty.
+    """
+
+    keys_sql: tuple[str, ...]
+    """The grouping expressions, over ``tbname`` and ``t<j>`` only."""
+    where_sql: str | None
+    where_params: tuple[object, ...]
+    filler: tuple[tuple[str, int], ...]
+    """Per result column of an empty group: ("key", i), ("count", 0) or ("null", 0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,170 +53,11 @@ class Plan:
     aggregate_without_group: bool
     """One-row aggregate: drop the row when no input row matched and there is no COUNT."""
     has_count: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    sql: str
-    params: tuple[object, ...]
-    dtype: DataType | None
-    """None for boolean conditions and untyped literals."""
-    is_agg: bool
-    ref: str | None
-    """The storage name when the expression is a bare column reference."""
-
-
-class _Planner:
-    def __init__(self, stable: StableDef, precision: str, table_name: str) -> None:
-        self.stable = stable
-        self.precision = precision
-        self.table_name = table_name
-
-    def column(self, ref: ColumnRef) -> _Compiled:
-        name = ref.name
-        if name == "tbname":
-            return _Compiled("tbname", (), _TBNAME, False, "tbname")
-        i = self.stable.column_index.get(name)
-        if i is not None:
-            return _Compiled(f"c{i}", (), self.stable.columns[i].type, False, f"c{i}")
-        j = self.stable.tag_index.get(name)
-        if j is not None:
-            return _Compiled(f"t{j}", (), self.stable.tags[j].type, False, f"t{j}")
-        raise TDengineError(E.INVALID_COLUMN, f"Invalid column name: {name}")
-
-    def literal(self, lit: Literal, target: DataType | None) -> _Compiled:
-        value = lit.value
-        if target is not None and value is not None:
-            value = self.coerce(lit, target)
-        return _Compiled("?", (value,), None, False, None)
-
-    def coerce(self, lit: Literal, target: DataType) -> object:
-        value = lit.value
-        kind = target.kind
-        if kind == "ts" and lit.kind == "str":
-            assert isinstance(value, str)
-            ticks = parse_datetime(value, self.precision)
-            if ticks is None:
-                raise TDengineError(
-                    E.INCORRECT_TIMESTAMP_VAL, f"Incorrect TIMESTAMP value: {value}"
-                )
-            return ticks
-        if kind in ("int", "ts", "bool", "float") and lit.kind == "bool":
-            return 1 if value else 0
-        if kind in ("int", "ts", "bool", "float") and lit.kind == "str":
-            assert isinstance(value, str)
-            try:
-                return int(value)
-            except ValueError:
-                try:
-                    return float(value)
-                except ValueError:
-                    raise TDengineError(
-                        E.PAR_SYNTAX_ERROR, f"Invalid value type: {lit.text}"
-                    ) from None
-        if kind in ("str", "nchar") and lit.kind in ("int", "float"):
-            return str(value)
-        return value
-
-    def operand(self, e: Expr, peer: Expr | None, *, allow_agg: bool) -> _Compiled:
-        if isinstance(e, Literal):
-            target = None
-            if peer is not None and not isinstance(peer, Literal):
-                target = self.expr(peer, allow_agg=allow_agg).dtype
-            return self.literal(e, target)
-        return self.expr(e, allow_agg=allow_agg)
-
-    def expr(self, e: Expr, *, allow_agg: bool) -> _Compiled:
-        if isinstance(e, ColumnRef):
-            return self.column(e)
-        if isinstance(e, Literal):
-            return self.literal(e, None)
-        if isinstance(e, FuncCall):
-            return self.func(e, allow_agg=allow_agg)
-        if isinstance(e, Cast):
-            inner = self.expr(e.expr, allow_agg=allow_agg)
-            if e.type.kind != "int" or e.type.name != "BIGINT":
-                raise TDengineError(E.PAR_SYNTAX_ERROR, f'syntax error near "{e.text}"')
-            if inner.dtype is not None and inner.dtype.kind in ("str", "nchar", "float"):
-                sql = f"CAST({inner.sql} AS INTEGER)"
-            else:
-                sql = inner.sql
-            return _Compiled(sql, inner.params, _BIGINT, inner.is_agg, None)
-        if isinstance(e, BinaryOp):
-            if e.op in ("and", "or"):
-                left = self.expr(e.left, allow_agg=allow_agg)
-                right = self.expr(e.right, allow_agg=allow_agg)
-                return _Compiled(
-                    f"({left.sql} {e.op.upper()} {right.sql})",
-                    left.params + right.params,
-                    None,
-                    left.is_agg or right.is_agg,
-                    None,
-                )
-            left = self.operand(e.left, e.right, allow_agg=allow_agg)
-            right = self.operand(e.right, e.left, allow_agg=allow_agg)
-            return _Compiled(
-                f"({left.sql} {e.op} {right.sql})",
-                left.params + right.params,
-                None,
-                left.is_agg or right.is_agg,
-                None,
-            )
-        if isinstance(e, Not):
-            inner = self.expr(e.expr, allow_agg=allow_agg)
-            return _Compiled(f"(NOT {inner.sql})", inner.params, None, inner.is_agg, None)
-        if isinstance(e, IsNull):
-            inner = self.expr(e.expr, allow_agg=allow_agg)
-            op = "IS NOT NULL" if e.negated else "IS NULL"
-            return _Compiled(f"({inner.sql} {op})", inner.params, None, inner.is_agg, None)
-        if isinstance(e, InList):
-            inner = self.expr(e.expr, allow_agg=allow_agg)
-            values = tuple(
-                self.coerce(v, inner.dtype) if inner.dtype and v.value is not None else v.value
-                for v in e.values
-            )
-            marks = ", ".join("?" for _ in values)
-            op = "NOT IN" if e.negated else "IN"
-            return _Compiled(
-                f"({inner.sql} {op} ({marks}))", inner.params + values, None, inner.is_agg, None
-            )
-        if isinstance(e, Between):
-            inner = self.expr(e.expr, allow_agg=allow_agg)
-            low = self.operand(e.low, e.expr, allow_agg=allow_agg)
-            high = self.operand(e.high, e.expr, allow_agg=allow_agg)
-            op = "NOT BETWEEN" if e.negated else "BETWEEN"
-            return _Compiled(
-                f"({inner.sql} {op} {low.sql} AND {high.sql})",
-                inner.params + low.params + high.params,
-                None,
-                inner.is_agg,
-                None,
-            )
-        raise TDengineError(E.PAR_SYNTAX_ERROR, 'syntax error near ""')  # pragma: no cover
-
-    def func(self, f: FuncCall, *, allow_agg: bool) -> _Compiled:
-        if f.name == "server_version":
-            raise TDengineError(E.PAR_SYNTAX_ERROR, f'syntax error near "{f.text}"')
-        if not allow_agg:
-            raise TDengineError(E.ILLEGAL_USE_AGG_FUNCTION, "There mustn't be aggregation")
-        if f.star:
-            return _Compiled("COUNT(*)", (), _BIGINT, True, None)
-        arg = self.expr(f.args[0], allow_agg=False)
-        dtype = arg.dtype
-        if f.name == "count":
-            return _Compiled(f"COUNT({arg.sql})", arg.params, _BIGINT, True, None)
-        numeric = dtype is not None and dtype.kind in ("int", "float")
-        if f.name in ("sum", "avg") and not numeric:
-            raise TDengineError(E.FUNC_PARA_TYPE, f"Invalid parameter data type : {f.name}")
-        if f.name in ("min", "max") and not (numeric or (dtype is not None and dtype.kind == "ts")):
-            raise TDengineError(E.FUNC_PARA_TYPE, f"Invalid parameter data type : {f.name}")
-        assert dtype is not None
-        if f.name == "avg":
-            return _Compiled(f"AVG({arg.sql})", arg.params, _DOUBLE, True, None)
-        if f.name == "sum":
-            out = _DOUBLE if dtype.kind == "float" else _BIGINT
-            return _Compiled(f"SUM({arg.sql})", arg.params, out, True, None)
-        return _Compiled(f"{f.name.upper()}({arg.sql})", arg.params, dtype, True, None)
+    hidden: int = 0
+    """Trailing SQL columns that are not part of the result (row count, group keys)."""
+    tag_groups: TagGroups | None = None
+    ordered: bool = False
+    """ORDER BY, LIMIT or OFFSET present (rows added afterwards would break them)."""
 
 
 def _has_count(e: Expr) -> bool:
@@ -219,6 +66,130 @@ def _has_count(e: Expr) -> bool:
     if isinstance(e, Cast):
         return _has_count(e.expr)
     return False
+
+
+def _is_last_row(e: Expr) -> bool:
+    return isinstance(e, FuncCall) and e.name == "last_row"
+
+
+def _select_list(
+    p: ExprCompiler, stmt: SelectStmt, stable: StableDef, subtable: str | None
+) -> tuple[list[str], list[Compiled]]:
+    names: list[str] = []
+    compiled: list[Compiled] = []
+    if stmt.star:
+        for i, col in enumerate(stable.columns):
+            names.append(col.name)
+            compiled.append(Compiled(f"c{i}", (), col.type, False, f"c{i}"))
+        if subtable is None:
+            for j, tag in enumerate(stable.tags):
+                names.append(tag.name)
+                compiled.append(Compiled(f"t{j}", (), tag.type, False, f"t{j}"))
+    for item in stmt.items:
+        c = p.expr(item.expr, allow_agg=True)
+        if c.dtype is None:
+            if isinstance(item.expr, Literal):
+                raise not_implemented("constants in the SELECT list of a query with FROM")
+            raise TDengineError(E.PAR_SYNTAX_ERROR, f'syntax error near "{item.text}"')
+        compiled.append(c)
+        if item.alias is not None:
+            names.append(item.alias)
+        elif isinstance(item.expr, ColumnRef):
+            names.append(item.expr.name)
+        else:
+            names.append(item.text[:_NAME_LEN])
+    return names, compiled
+
+
+def _where(
+    p: ExprCompiler, stmt: SelectStmt, subtable: str | None
+) -> tuple[str, tuple[object, ...]]:
+    parts: list[str] = []
+    params: list[object] = []
+    if subtable is not None:
+        parts.append("tbname = ?")
+        params.append(subtable)
+    if stmt.where is not None:
+        w = p.expr(stmt.where, allow_agg=False)
+        parts.append(w.sql)
+        params.extend(w.params)
+    if not parts:
+        return "", ()
+    return " WHERE " + " AND ".join(f"({w})" for w in parts), tuple(params)
+
+
+def _plan_last_row(
+    p: ExprCompiler, stmt: SelectStmt, stable: StableDef, subtable: str | None
+) -> Plan:
+    """``SELECT LAST_ROW(*|col), ...``: the row with the greatest timestamp (and key)."""
+    if (
+        stmt.star
+        or stmt.distinct
+        or stmt.group_by
+        or stmt.partition_by
+        or stmt.order_by
+        or stmt.limit is not None
+        or not all(_is_last_row(i.expr) for i in stmt.items)
+    ):
+        raise not_implemented("LAST_ROW with other expressions or clauses")
+    columns: list[ResultColumn] = []
+    sql_cols: list[str] = []
+    for item in stmt.items:
+        call = item.expr
+        assert isinstance(call, FuncCall)
+        if call.star:
+            for i, col in enumerate(stable.columns):
+                columns.append(ResultColumn.of(f"last_row({col.name})", col.type))
+                sql_cols.append(f"c{i}")
+            continue
+        arg = call.args[0]
+        if not isinstance(arg, ColumnRef):
+            raise not_implemented("LAST_ROW of an expression")
+        c = p.expr(arg, allow_agg=False)
+        assert c.dtype is not None
+        columns.append(ResultColumn.of(item.alias or item.text[:_NAME_LEN], c.dtype))
+        sql_cols.append(c.sql)
+    where_sql, where_params = _where(p, stmt, subtable)
+    order = "c0 DESC, c1 DESC" if stable.key_column is not None else "c0 DESC"
+    sql = (
+        f'SELECT {", ".join(sql_cols)} FROM "{stable.storage}"{where_sql} ORDER BY {order} LIMIT 1'
+    )
+    return Plan(sql, where_params, columns, False, False)
+
+
+def _tag_groups(
+    p: ExprCompiler,
+    stmt: SelectStmt,
+    stable: StableDef,
+    compiled: list[Compiled],
+    group_sql: list[str],
+) -> TagGroups | None:
+    refs = [p.expr(g, allow_agg=False).ref for g in stmt.group_by]
+    if not refs or any(r is None or r.startswith("c") for r in refs):
+        return None
+    tag_names = {"tbname", *stable.tag_index}
+    where_parts: list[str] = []
+    where_params: list[object] = []
+    for conj in conjuncts(stmt.where):
+        if column_names(conj) <= tag_names:
+            w = p.expr(conj, allow_agg=False)
+            where_parts.append(f"({w.sql})")
+            where_params.extend(w.params)
+    filler: list[tuple[str, int]] = []
+    items = stmt.items
+    for k, c in enumerate(compiled):
+        if c.sql in group_sql:
+            filler.append(("key", group_sql.index(c.sql)))
+        elif _has_count(items[k - (len(compiled) - len(items))].expr):
+            filler.append(("count", 0))
+        else:
+            filler.append(("null", 0))
+    return TagGroups(
+        tuple(group_sql),
+        " AND ".join(where_parts) or None,
+        tuple(where_params),
+        tuple(filler),
+    )
 
 
 def plan_select(
@@ -230,33 +201,23 @@ def plan_select(
     table_name: str,
 ) -> Plan:
     """Plan ``stmt`` over ``stable`` (restricted to ``subtable`` when given)."""
-    p = _Planner(stable, precision, table_name)
-    names: list[str] = []
-    compiled: list[_Compiled] = []
-    if stmt.star:
-        for i, col in enumerate(stable.columns):
-            names.append(col.name)
-            compiled.append(_Compiled(f"c{i}", (), col.type, False, f"c{i}"))
-        if subtable is None:
-            for j, tag in enumerate(stable.tags):
-                names.append(tag.name)
-                compiled.append(_Compiled(f"t{j}", (), tag.type, False, f"t{j}"))
-    for item in stmt.items:
-        c = p.expr(item.expr, allow_agg=True)
-        if c.dtype is None:
-            raise TDengineError(E.PAR_SYNTAX_ERROR, f'syntax error near "{item.text}"')
-        compiled.append(c)
-        if item.alias is not None:
-            names.append(item.alias)
-        elif isinstance(item.expr, ColumnRef):
-            names.append(item.expr.name)
-        else:
-            names.append(item.text[:_NAME_LEN])
+    p = ExprCompiler(stable, precision, table_name)
+    if any(_is_last_row(i.expr) for i in stmt.items):
+        return _plan_last_row(p, stmt, stable, subtable)
+    if stmt.partition_by and stmt.group_by:
+        raise not_implemented("PARTITION BY with GROUP BY")
+    if stmt.distinct and (stmt.star or stmt.group_by or stmt.partition_by):
+        raise not_implemented("DISTINCT with *, GROUP BY or PARTITION BY")
+    names, compiled = _select_list(p, stmt, stable, subtable)
     params: list[object] = []
     select_sql = ", ".join(c.sql for c in compiled)
     for c in compiled:
         params.extend(c.params)
     any_agg = any(c.is_agg for c in compiled)
+    if stmt.distinct and any_agg:
+        raise not_implemented("DISTINCT with aggregates")
+    if stmt.partition_by and any_agg:
+        stmt = replace(stmt, group_by=stmt.partition_by, partition_by=[])
     group_sql: list[str] = []
     group_params: list[object] = []
     for g in stmt.group_by:
@@ -269,16 +230,7 @@ def plan_select(
                 raise TDengineError(E.GROUPBY_LACK_EXPRESSION, "Not a GROUP BY expression")
     elif any_agg and not all(c.is_agg for c in compiled):
         raise TDengineError(E.NOT_SINGLE_GROUP, "Not a single-group group function")
-
-    where_parts: list[str] = []
-    where_params: list[object] = []
-    if subtable is not None:
-        where_parts.append("tbname = ?")
-        where_params.append(subtable)
-    if stmt.where is not None:
-        w = p.expr(stmt.where, allow_agg=False)
-        where_parts.append(w.sql)
-        where_params.extend(w.params)
+    where_sql, where_params = _where(p, stmt, subtable)
 
     order_sql: list[str] = []
     order_params: list[object] = []
@@ -299,14 +251,25 @@ def plan_select(
             raise TDengineError(E.PAR_SYNTAX_ERROR, 'syntax error near ""')
         order_sql.append(f"{oc.sql} {'DESC' if desc else 'ASC'}")
         order_params.extend(oc.params)
+    columns = [ResultColumn.of(n, c.dtype) for n, c in zip(names, compiled, strict=True) if c.dtype]
+    has_count = any(_has_count(i.expr) for i in stmt.items)
+
+    if stmt.partition_by and stmt.limit is not None:
+        if order_sql:
+            raise not_implemented("PARTITION BY with ORDER BY")
+        return _plan_partition_limit(p, stmt, stable, compiled, columns, where_sql, where_params)
 
     aggregate_without_group = any_agg and not group_sql
-    sql = f"SELECT {select_sql}"
+    tag_groups = _tag_groups(p, stmt, stable, compiled, group_sql) if group_sql else None
+    sql = f"SELECT {'DISTINCT ' if stmt.distinct else ''}{select_sql}"
+    hidden = 0
     if aggregate_without_group:
         sql += ", COUNT(*)"
-    sql += f' FROM "{stable.storage}"'
-    if where_parts:
-        sql += " WHERE " + " AND ".join(f"({w})" for w in where_parts)
+        hidden = 1
+    elif tag_groups is not None:
+        sql += ", " + ", ".join(group_sql)
+        hidden = len(group_sql)
+    sql += f' FROM "{stable.storage}"{where_sql}'
     if group_sql:
         sql += " GROUP BY " + ", ".join(group_sql)
     if order_sql:
@@ -318,10 +281,51 @@ def plan_select(
         if stmt.offset is not None:
             sql += " OFFSET ?"
             tail.append(stmt.offset)
-    all_params = tuple(params + where_params + group_params + order_params + tail)
-    columns = [ResultColumn.of(n, c.dtype) for n, c in zip(names, compiled, strict=True) if c.dtype]
-    has_count = any(_has_count(i.expr) for i in stmt.items)
-    return Plan(sql, all_params, columns, aggregate_without_group, has_count)
+    all_params = tuple(params + list(where_params) + group_params + order_params + tail)
+    ordered = bool(order_sql) or stmt.limit is not None
+    return Plan(
+        sql, all_params, columns, aggregate_without_group, has_count, hidden, tag_groups, ordered
+    )
+
+
+def _plan_partition_limit(
+    p: ExprCompiler,
+    stmt: SelectStmt,
+    stable: StableDef,
+    compiled: list[Compiled],
+    columns: list[ResultColumn],
+    where_sql: str,
+    where_params: tuple[object, ...],
+) -> Plan:
+    """``PARTITION BY ... LIMIT n [OFFSET m]`` without aggregates: n rows per partition."""
+    keys: list[str] = []
+    key_params: list[object] = []
+    for e in stmt.partition_by:
+        kc = p.expr(e, allow_agg=False)
+        keys.append(kc.sql)
+        key_params.extend(kc.params)
+    inner_cols = ", ".join(f"{c.sql} AS _v{k}" for k, c in enumerate(compiled))
+    params: list[object] = [x for c in compiled for x in c.params]
+    inner = (
+        f"SELECT {inner_cols}, ROW_NUMBER() OVER (PARTITION BY {', '.join(keys)} ORDER BY c0) "
+        f'AS _rn FROM "{stable.storage}"{where_sql}'
+    )
+    outer_cols = ", ".join(f"_v{k}" for k in range(len(compiled)))
+    offset = stmt.offset or 0
+    assert stmt.limit is not None
+    sql = f"SELECT {outer_cols} FROM ({inner}) WHERE _rn > ? AND _rn <= ?"
+    all_params = tuple([*params, *key_params, *where_params, offset, offset + stmt.limit])
+    return Plan(sql, all_params, columns, False, False, ordered=True)
+
+
+def finish_rows(plan: Plan, rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """Rows as the result shows them: an empty one-row aggregate without COUNT dropped,
+    hidden columns cut."""
+    if plan.aggregate_without_group and rows and rows[0][-1] == 0 and not plan.has_count:
+        return []
+    if plan.hidden:
+        return [r[: -plan.hidden] for r in rows]
+    return rows
 
 
 def _expr_text(e: Expr) -> str:

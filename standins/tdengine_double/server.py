@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from standins.tdengine_double import errors as E
-from standins.tdengine_double.engine import DEFAULT_SERVER_VERSION, Engine, SumOverflow
+from standins.tdengine_double.engine import DEFAULT_SERVER_VERSION, Engine
 from standins.tdengine_double.errors import TDengineError
 from standins.tdengine_double.faults import FaultInjector
 from standins.tdengine_double.results import ExecResult, QueryResult
@@ -382,7 +382,8 @@ class TDengineDouble:
     """An in-process TDengine REST stand-in (taosAdapter ``/rest/sql``) on a free port.
 
     It is a test double, not TDengine: it accepts a documented SQL subset, stores rows
-    in SQLite, and rejects whatever it does not know with TDengine's syntax error.
+    in SQLite, answers what it cannot parse with TDengine's syntax error and what it
+    does not implement with 0x0100 "not implemented by the TDengine stand-in: ...".
     """
 
     def __init__(
@@ -395,15 +396,12 @@ class TDengineDouble:
         server_version: str = DEFAULT_SERVER_VERSION,
         db_file: str | None = None,
         clock: Callable[[], float] = time.time,
-        sum_overflow: SumOverflow = "error",
     ) -> None:
         self.host = host
         self.port = port
         self.user = user
         self.password = password
-        self.engine = Engine(
-            db_file=db_file, server_version=server_version, clock=clock, sum_overflow=sum_overflow
-        )
+        self.engine = Engine(db_file=db_file, server_version=server_version, clock=clock)
         self.faults = FaultInjector(self._set_refusing)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

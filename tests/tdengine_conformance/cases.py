@@ -76,6 +76,11 @@ def _pk_second(version: Version, sql: str) -> str:
     return f"{prefix}primary key column must be second column"
 
 
+def _pk_type(version: Version, sql: str) -> str:
+    prefix = "composite " if version >= (3, 3, 6) else ""  # recorded on 3.3.6.6
+    return f"{prefix}primary key column must be of type int, uint, bigint, ubigint, and varchar"
+
+
 def _missing_table_code(version: Version) -> int:
     return 0x2603 if version >= (3, 3, 6) else 0x2662
 
@@ -174,7 +179,7 @@ CASES: tuple[Case, ...] = (
         "key-double",
         "CREATE STABLE {db}.st2 (ts TIMESTAMP, event_id DOUBLE {key}, v INT) TAGS (t INT)",
         0x2679,
-        "primary key column must be of type int, uint, bigint, ubigint, and varchar",
+        _pk_type,
     ),
     Case(
         "no-database",

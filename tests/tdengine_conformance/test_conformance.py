@@ -133,13 +133,10 @@ def test_unknown_scheme_is_401_4386(raw_client: RawClient, value: str) -> None:
 def test_wrong_password_is_code_855(
     raw_client: RawClient, tdengine_endpoint: TDengineEndpoint
 ) -> None:
-    """The runtime status is UNCONFIRMED: taosAdapter's code says 200 by default (the
-    double's choice), the REST doc says 401; on a real server either is accepted."""
+    """HTTP 200 with code 855, as recorded from 3.3.6.6 in its default configuration (the
+    REST doc says 401)."""
     raw = raw_client.post("SHOW DATABASES", auth=(tdengine_endpoint.user, "wrong-password"))
-    if tdengine_endpoint.is_double:
-        assert raw.status == 200
-    else:
-        assert raw.status in (200, 401)
+    assert raw.status == 200
     assert _error(raw.text) == (855, "Authentication failure")
 
 
