@@ -33,12 +33,15 @@ from standins.tdengine_double.insert import InsertParser, TableRows
 from standins.tdengine_double.query import plan_select
 from standins.tdengine_double.results import ExecResult, QueryResult, ResultColumn
 from standins.tdengine_double.sql import (
+    BinaryOp,
+    ColumnRef,
     CreateDatabase,
     CreateStable,
     Describe,
     DropDatabase,
     DropStable,
     FuncCall,
+    Literal as LiteralExpr,
     Parser,
     SelectStmt,
     ShowDatabases,
@@ -581,6 +584,8 @@ class Engine:
                 raise E.par_syntax_error(stmt.items[0].text if stmt.items else "")
             name = item.alias or item.text
             return QueryResult([ResultColumn.of(name, _vchar(30))], [(self.server_version,)], "ms")
+        if (stmt.table.db, stmt.table.name) == ("information_schema", "ins_databases"):
+            return self._ins_databases_precision(stmt)
         db = self._db_or_fail(stmt.table.db or default_db)
         stable = db.stables.get(stmt.table.name)
         subtable: str | None = None
@@ -611,6 +616,31 @@ class Engine:
                 rows = []
             rows = [r[:-1] for r in rows]
         return QueryResult(plan.columns, rows, db.precision)
+
+    def _ins_databases_precision(self, stmt: SelectStmt) -> QueryResult:
+        """``SELECT name, `precision` FROM information_schema.ins_databases [WHERE name = '…']``.
+
+        Only this shape (what the worker sends to read a database's precision, as a real
+        3.3.6.6 answers it); any other query of the system table is a syntax error.
+        """
+        names = [i.expr.name if isinstance(i.expr, ColumnRef) else None for i in stmt.items]
+        where = stmt.where
+        wanted: str | None = None
+        if (
+            isinstance(where, BinaryOp)
+            and where.op == "="
+            and isinstance(where.left, ColumnRef)
+            and where.left.name == "name"
+            and isinstance(where.right, LiteralExpr)
+            and where.right.kind == "str"
+        ):
+            wanted = str(where.right.value)
+        if stmt.star or names != ["name", "precision"] or (where is not None and wanted is None):
+            raise E.par_syntax_error(stmt.items[0].text if stmt.items else "")
+        rows = [(n, "ms") for n in _SYSTEM_DBS]
+        rows += [(db.name, db.precision) for db in self.databases.values()]
+        cols = [ResultColumn.of("name", _vchar(64)), ResultColumn.of("precision", _vchar(2))]
+        return QueryResult(cols, [r for r in rows if wanted is None or r[0] == wanted])
 
     # --------------------------------------------------------------- INSERT
     def _insert(
