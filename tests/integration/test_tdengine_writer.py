@@ -47,7 +47,6 @@ def fast_retries(options: TDengineOptions) -> TDengineOptions:
     return msgspec.structs.replace(
         options,
         request_timeout_s=5.0,
-        retry_max_attempts=50,
         retry_initial_backoff_s=0.02,
         retry_max_backoff_s=0.2,
         retry_max_elapsed_s=10.0,

@@ -40,6 +40,7 @@ from worker.tdengine.transport import (
 from worker.tdengine.writer import RowGroup, TDengineWriter, init_database
 
 Row = tuple[object, ...]
+INS_DATABASES = "SELECT name, `precision` FROM information_schema.ins_databases WHERE name = "
 Kind = Literal["transient", "permanent", "fatal"]
 
 
@@ -97,9 +98,9 @@ class FakeTransport:
         self._fail_first()
         if sql == "SELECT SERVER_VERSION()":
             return QueryResult(("server_version()",), ("VARCHAR",), [[self.version]])
-        if sql == "SHOW DATABASES":
-            rows: list[Sequence[Any]] = [["information_schema", None], ["log", "ms"]]
-            rows += [[name, self.precision] for name in sorted(self.databases)]
+        if sql.startswith(INS_DATABASES):
+            name = sql.removeprefix(INS_DATABASES).strip("'")
+            rows: list[Sequence[Any]] = [[name, self.precision]] if name in self.databases else []
             return QueryResult(("name", "precision"), ("VARCHAR", "VARCHAR"), rows)
         if sql.startswith("DESCRIBE `"):
             database = sql.split("`")[1]
@@ -177,7 +178,6 @@ class FakeSleep:
 
 FAST = TDengineOptions(
     database="ledger",
-    retry_max_attempts=6,
     retry_initial_backoff_s=0.01,
     retry_max_backoff_s=0.05,
     retry_max_elapsed_s=5.0,
@@ -286,42 +286,54 @@ def test_transient_errors_are_retried_until_success() -> None:
     assert stored_keys(transport) == keys_of(groups)
 
 
-def test_retries_stop_after_max_attempts_with_a_transient_error() -> None:
+def test_the_documented_budget_is_the_only_limit_on_retries() -> None:
+    """Defaults: retries go on for the whole retry_max_elapsed_s (15 s), far past 8 attempts."""
     transport = FakeTransport(always=TransientStoreError("Service Unavailable", http_status=503))
-    options = msgspec.structs.replace(FAST, retry_max_attempts=3)
-    writer, observer, _ = make_writer(transport, options)
+    options = TDengineOptions(database="ledger")
+    assert options.retry_max_elapsed_s == 15.0
+    writer, observer, sleep = make_writer(transport, options)
+    random.seed(1)
     with pytest.raises(TransientStoreError):
         writer.write(trade_groups(2))
-    assert len(transport.executed) == 3
-    assert len(observer.retries) == 2
+    # The last attempt starts when the budget ends: the last wait is cut to fit it.
+    assert sleep.now == pytest.approx(15.0)
+    assert len(transport.executed) == len(sleep.waits) + 1 > 8
+    assert len(observer.retries) == len(sleep.waits)
+    assert all(w <= options.retry_max_backoff_s for w in sleep.waits)
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_retries_give_up_within_the_elapsed_bound(seed: int) -> None:
+def test_retries_give_up_exactly_at_the_elapsed_bound(seed: int) -> None:
     transport = FakeTransport(always=TransientStoreError("connection refused"))
     options = msgspec.structs.replace(
         FAST,
-        retry_max_attempts=10_000,
         retry_initial_backoff_s=0.02,
         retry_max_backoff_s=0.5,
         retry_max_elapsed_s=3.0,
     )
     writer, observer, sleep = make_writer(transport, options)
-    random.seed(seed)  # tenacity's jitter
+    random.seed(seed)  # the backoff's jitter
     with pytest.raises(TransientStoreError):
         writer.write(trade_groups(1))
-    assert sleep.now <= 3.0
-    # It did not give up early either: the next longest wait would have passed the bound.
-    assert sleep.now + 0.5 > 3.0
+    assert sleep.now == pytest.approx(3.0)
     assert len(transport.executed) == len(sleep.waits) + 1 >= 6
     assert len(observer.retries) == len(sleep.waits)
+
+
+def test_a_zero_budget_means_one_attempt() -> None:
+    transport = FakeTransport(always=TransientStoreError("connection refused"))
+    writer, observer, sleep = make_writer(
+        transport, msgspec.structs.replace(FAST, retry_max_elapsed_s=0.0)
+    )
+    with pytest.raises(TransientStoreError):
+        writer.write(trade_groups(1))
+    assert len(transport.executed) == 1 and sleep.waits == [] and observer.retries == []
 
 
 def test_retries_with_real_time_end_near_the_bound() -> None:
     transport = FakeTransport(always=TransientStoreError("connection refused"))
     options = msgspec.structs.replace(
         FAST,
-        retry_max_attempts=10_000,
         retry_initial_backoff_s=0.01,
         retry_max_backoff_s=0.05,
         retry_max_elapsed_s=0.3,
