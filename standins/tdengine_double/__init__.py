@@ -31,14 +31,12 @@ other aggregates give no row; SELECT/DDL without a database is 0x2616.
 from standins.tdengine_double.cli import main
 from standins.tdengine_double.engine import DEFAULT_SERVER_VERSION, MAX_SQL_BYTES, Engine
 from standins.tdengine_double.errors import TDengineError
-from standins.tdengine_double.faults import FaultInjector
 from standins.tdengine_double.server import TDengineDouble
 
 __all__ = (
     "DEFAULT_SERVER_VERSION",
     "MAX_SQL_BYTES",
     "Engine",
-    "FaultInjector",
     "TDengineDouble",
     "TDengineError",
     "main",
