@@ -358,8 +358,8 @@ class Engine:
             if i == 0 and c.type.kind != "ts":
                 raise TDengineError(E.INVALID_FIRST_COLUMN, "First column must be timestamp")
             if c.key_keyword is not None:
+                prefix = "composite " if self.version >= (3, 3, 6) else ""  # as recorded
                 if i != 1:
-                    prefix = "composite " if self.version >= (3, 3, 6) else ""
                     raise TDengineError(
                         E.PK_SECOND_COLUMN, f"{prefix}primary key column must be second column"
                     )
@@ -368,8 +368,8 @@ class Engine:
                 ):
                     raise TDengineError(
                         E.PK_COLUMN_TYPE,
-                        "primary key column must be of type int, uint, bigint, ubigint, "
-                        "and varchar",
+                        f"{prefix}primary key column must be of type int, uint, bigint, "
+                        "ubigint, and varchar",
                     )
             if c.name in seen:
                 raise TDengineError(E.DUPLICATED_COLUMN, "Duplicated column names")
