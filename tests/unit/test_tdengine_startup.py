@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 import random
 
@@ -44,14 +45,19 @@ def test_startup_waits_for_the_server_beyond_the_statement_budget() -> None:
     assert transport.queried[0] == "SELECT SERVER_VERSION()"
 
 
-def test_startup_gives_up_after_the_timeout_naming_the_url_and_the_last_error() -> None:
+def test_startup_gives_up_after_the_timeout_naming_the_url_and_the_last_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     transport = FakeTransport(
         always=TransientStoreError("TDengine connection failed: ConnectionError: refused")
     )
-    writer, _, sleep = make_writer(transport, STARTUP)
+    writer, observer, sleep = make_writer(transport, STARTUP)
     random.seed(4)
-    with pytest.raises(ServerUnavailableError) as info:
+    with caplog.at_level(logging.INFO), pytest.raises(ServerUnavailableError) as info:
         writer.ensure_schema()
+    # One warning for the whole wait and one line when giving up, not one per attempt.
+    assert len(observer.retries) > 10
+    assert [r.levelname for r in caplog.records] == ["WARNING", "ERROR"]
     error = info.value
     assert isinstance(error, FatalStoreError)  # the caller stops: exit 1
     assert sleep.now == pytest.approx(30.0)  # bounded by startup_timeout_s, all of it used

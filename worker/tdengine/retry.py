@@ -82,12 +82,14 @@ class Retrier:
         *,
         max_elapsed_s: float | None = None,
         no_retry: frozenset[int] = frozenset(),
+        log_each_retry: bool = True,
     ) -> _T:
         """Return ``call()``, retrying transient errors for up to ``max_elapsed_s``.
 
         ``max_elapsed_s`` defaults to ``retry_max_elapsed_s``. Transient errors whose
         code is in ``no_retry`` are raised at once, like permanent and fatal errors.
-        After the budget the last transient error is raised.
+        After the budget the last transient error is raised. With ``log_each_retry``
+        false only the first retry is a warning (the others are debug lines).
         """
         budget = self._options.retry_max_elapsed_s if max_elapsed_s is None else max_elapsed_s
         started = self._clock()
@@ -119,7 +121,8 @@ class Retrier:
                     )
                     raise
                 wait = min(self._jitter(0.0, self.backoff_ceiling(attempt)), remaining)
-                logger.warning(
+                logger.log(
+                    logging.WARNING if log_each_retry or attempt == 1 else logging.DEBUG,
                     "tdengine transient error, retrying attempt=%d wait_s=%.3f code=%s error=%s",
                     attempt,
                     wait,

@@ -92,7 +92,11 @@ def wait_for_server(
     """
     sql = server_version_sql()
     try:
-        answer = retrier.run(lambda: transport.query(sql), max_elapsed_s=options.startup_timeout_s)
+        answer = retrier.run(
+            lambda: transport.query(sql),
+            max_elapsed_s=options.startup_timeout_s,
+            log_each_retry=False,  # one warning, not a line per attempt for up to a minute
+        )
     except TransientStoreError as exc:
         raise ServerUnavailableError(options.url, options.startup_timeout_s, exc) from None
     if not answer.rows or not answer.rows[0]:
