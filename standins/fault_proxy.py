@@ -310,12 +310,23 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
-    def _send(self, status: int, body: bytes, content_type: str = _JSON_TYPE) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = _JSON_TYPE,
+        encoding: str | None = None,
+        *,
+        cut: bool = False,
+    ) -> None:
+        """Answer; with ``cut``, send only half of the body (the headers announce it all)."""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        if encoding:
+            self.send_header("Content-Encoding", encoding)  # taosAdapter gzips when asked
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(body[: len(body) // 2] if cut else body)
 
     def _drop(self) -> None:
         """End this connection without (the rest of) an answer."""
@@ -345,24 +356,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, text.encode())
             return
         try:
-            status, content_type, answer = self._forward(body)
+            status, content_type, encoding, answer = self._forward(body)
         except (OSError, http.client.HTTPException) as exc:
             logger.debug("fault-proxy upstream %s failed: %s", proxy.upstream, exc)
             self._drop()  # the client sees the connection end, as if the server went away
             return
         if proxy._take_cut():
             proxy._count("cut")
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer[: len(answer) // 2])
+            self._send(status, answer, content_type, encoding, cut=True)
             self._drop()
             return
         proxy._count("forwarded")
-        self._send(status, answer, content_type)
+        self._send(status, answer, content_type, encoding)
 
-    def _forward(self, body: bytes) -> tuple[int, str, bytes]:
+    def _forward(self, body: bytes) -> tuple[int, str, str | None, bytes]:
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         headers["Content-Length"] = str(len(body))
         connection = self.server.proxy._upstream()
@@ -370,6 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
             connection.request(self.command, self.path, body=body, headers=headers)
             response = connection.getresponse()
             answer = response.read()
-            return response.status, response.getheader("Content-Type") or _JSON_TYPE, answer
+            content_type = response.getheader("Content-Type") or _JSON_TYPE
+            return response.status, content_type, response.getheader("Content-Encoding"), answer
         finally:
             connection.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -172,6 +174,37 @@ def test_stop_releases_hung_requests(double: TDengineDouble) -> None:
     caller.join(timeout=30)
     assert not caller.is_alive()
     assert len(outcome) == 1 and isinstance(outcome[0], requests.ConnectionError)
+
+
+class _GzipUpstream(BaseHTTPRequestHandler):
+    """Answers like taosAdapter does when the client accepts gzip."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = gzip.compress(b'{"code":0,"column_meta":[["1","BIGINT",8]],"data":[[1]],"rows":1}')
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_compressed_answer_reaches_the_client_decodable() -> None:
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _GzipUpstream)
+    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with FaultProxy(f"http://127.0.0.1:{upstream.server_address[1]}") as proxy:
+            assert post(proxy.url, "SELECT 1").json()["data"] == [[1]]
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
 
 
 def test_upstream_with_credentials_is_refused() -> None:

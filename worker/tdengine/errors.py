@@ -155,11 +155,10 @@ class ServerUnavailableError(FatalStoreError):
         self.url = url
         self.waited_s = waited_s
         self.last = last
+        # The last error's code and HTTP status are in its text; not repeated after it.
         super().__init__(
             f"TDengine at {url} did not answer within {waited_s:g} s "
-            f"(tdengine.startup_timeout_s); last error: {last}",
-            code=last.code,
-            http_status=last.http_status,
+            f"(tdengine.startup_timeout_s); last error: {last}"
         )
 
     def __reduce__(self) -> tuple[object, ...]:
