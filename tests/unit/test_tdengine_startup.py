@@ -9,14 +9,24 @@ import random
 import msgspec
 import pytest
 
-from tests.unit.test_tdengine_writer import FAST, FakeTransport, make_writer
+from tests.unit.test_tdengine_writer import (
+    FAST,
+    FakeTransport,
+    described_rows,
+    make_writer,
+)
+from worker.tdengine import writer as writer_module
 from worker.tdengine.errors import (
     FatalStoreError,
+    SchemaMismatchError,
     ServerUnavailableError,
     TransientStoreError,
+    UnsupportedServerError,
     make_store_error,
 )
 from worker.tdengine.options import TDengineOptions
+from worker.tdengine.transport import Transport
+from worker.tdengine.writer import init_database
 
 URL = "http://td.example:6041"
 STARTUP = msgspec.structs.replace(
@@ -109,3 +119,86 @@ def test_after_the_first_answer_statements_use_the_statement_budget() -> None:
 
 def test_the_default_startup_wait_is_bounded_and_at_most_a_minute() -> None:
     assert 0 < TDengineOptions().startup_timeout_s <= 60
+
+
+# ---------------------------------------------------------- schema (fakes)
+
+
+def test_ensure_schema_creates_database_and_super_table() -> None:
+    transport = FakeTransport(version="3.3.2.0")
+    writer, _, _ = make_writer(transport)
+    report = writer.ensure_schema()
+    assert transport.executed == [
+        "CREATE DATABASE IF NOT EXISTS `ledger` PRECISION 'us'",
+        transport.executed[1],
+    ]
+    assert transport.executed[1].startswith("CREATE STABLE IF NOT EXISTS `ledger`.`balance_events`")
+    assert "event_id BIGINT PRIMARY KEY" in transport.executed[1]
+    assert report.key_keyword == "PRIMARY KEY" and report.stable_created
+    assert "created" in report.summary()
+
+
+def test_ensure_schema_uses_composite_key_from_3_3_6_3_and_accepts_existing_table() -> None:
+    transport = FakeTransport(version="3.3.6.3")
+    writer, _, _ = make_writer(transport)
+    assert writer.ensure_schema().key_keyword == "COMPOSITE KEY"
+    assert "event_id BIGINT COMPOSITE KEY" in transport.executed[1]
+    again = writer.ensure_schema()
+    assert not again.stable_created
+    assert sum(sql.startswith("CREATE STABLE") for sql in transport.executed) == 1
+
+
+def test_ensure_schema_refuses_an_old_server_before_any_ddl() -> None:
+    transport = FakeTransport(version="3.2.1.0")
+    writer, _, _ = make_writer(transport)
+    with pytest.raises(UnsupportedServerError, match=r"3\.3\.0\.0"):
+        writer.ensure_schema()
+    assert transport.executed == []
+
+
+def test_ensure_schema_reports_a_mismatching_table() -> None:
+    transport = FakeTransport(databases={"ledger"})
+    rows = described_rows("PRIMARY KEY")
+    rows[8][1] = "INT"  # fee
+    transport.stables["ledger"] = rows
+    writer, _, _ = make_writer(transport)
+    with pytest.raises(SchemaMismatchError, match="column `fee` is INT, expected BIGINT"):
+        writer.ensure_schema()
+
+
+def test_ensure_schema_refuses_a_database_of_another_precision() -> None:
+    transport = FakeTransport(precision="ms", databases={"ledger"})
+    writer, _, _ = make_writer(transport)
+    with pytest.raises(SchemaMismatchError, match="precision is 'ms', expected 'us'"):
+        writer.ensure_schema()
+
+
+def test_missing_database_is_fatal_when_creation_is_disabled() -> None:
+    transport = FakeTransport()
+    options = msgspec.structs.replace(FAST, create_database=False)
+    writer, _, _ = make_writer(transport, options)
+    with pytest.raises(FatalStoreError, match="does not exist and create_database is false"):
+        writer.ensure_schema()
+    assert transport.executed == []
+
+
+def test_ensure_schema_retries_transient_errors() -> None:
+    transport = FakeTransport(errors=[TransientStoreError("refused")] * 2)
+    writer, observer, _ = make_writer(transport)
+    writer.ensure_schema()
+    assert len(observer.retries) == 2
+
+
+def test_init_database_returns_a_report_and_closes_the_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    transport = FakeTransport()
+    monkeypatch.setattr(writer_module, "open_transport", lambda options: transport)
+    report = init_database(FAST)
+    assert "TDengine server 3.3.6.3" in report
+    assert "super table `ledger`.`balance_events`: created" in report
+    assert transport.closed
+
+
+def test_fake_transport_satisfies_the_protocol() -> None:
+    assert isinstance(FakeTransport(), Transport)
