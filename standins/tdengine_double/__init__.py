@@ -58,14 +58,12 @@ server versions before 3.3.6.6 (``--server-version``) comes from documentation o
 from standins.tdengine_double.cli import main
 from standins.tdengine_double.engine import DEFAULT_SERVER_VERSION, MAX_SQL_BYTES, Engine
 from standins.tdengine_double.errors import TDengineError
-from standins.tdengine_double.faults import FaultInjector
 from standins.tdengine_double.server import TDengineDouble
 
 __all__ = (
     "DEFAULT_SERVER_VERSION",
     "MAX_SQL_BYTES",
     "Engine",
-    "FaultInjector",
     "TDengineDouble",
     "TDengineError",
     "main",

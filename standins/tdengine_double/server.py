@@ -32,7 +32,6 @@ import msgspec
 from standins.tdengine_double import errors as E
 from standins.tdengine_double.engine import DEFAULT_SERVER_VERSION, Engine
 from standins.tdengine_double.errors import TDengineError
-from standins.tdengine_double.faults import FaultInjector
 from standins.tdengine_double.results import ExecResult, QueryResult
 from standins.tdengine_double.timefmt import format_timestamp
 
@@ -245,15 +244,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         started = time.perf_counter_ns()
         body = self._read_body()
-        double = self.server.double
-        faults = double.faults
-        pause = faults.current_delay
-        if pause > 0:
-            time.sleep(pause)
-        failure = faults.take_failure()
-        if failure is not None:
-            self._send(failure[0], failure[1])
-            return
         parts = urlsplit(self.path)
         path = parts.path
         query = parse_qs(parts.query, keep_blank_values=True)
@@ -349,9 +339,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         timing = query.get("timing", [""])[0] == "true"
         try:
-            result = double.engine.execute(
-                sql, default_db=db, subtable_errors=double.faults.subtable_errors()
-            )
+            result = double.engine.execute(sql, default_db=db)
         except TDengineError as exc:
             self._send(200, _error_body(exc.code, exc.desc, started))
             return
@@ -402,7 +390,6 @@ class TDengineDouble:
         self.user = user
         self.password = password
         self.engine = Engine(db_file=db_file, server_version=server_version, clock=clock)
-        self.faults = FaultInjector(self._set_refusing)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -442,13 +429,6 @@ class TDengineDouble:
         server.drop_connections()
         if thread is not None:
             thread.join(timeout=5)
-
-    def _set_refusing(self, on: bool) -> None:
-        with self._lock:
-            if on:
-                self._shutdown_server()
-            elif self._server is None:
-                self._serve()
 
     def stop(self) -> None:
         """Stop serving and close the storage."""

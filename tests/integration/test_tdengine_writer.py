@@ -1,8 +1,10 @@
 """The production writer against TDengine over REST: the in-repo double, or a real server
-when ``TDENGINE_URL`` is set (fault-injection tests then skip, saying why)."""
+when ``TDENGINE_URL`` is set. Faults come from a fault proxy in front of either, so the
+fault tests run against both."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,10 +13,15 @@ from dataclasses import dataclass, field
 import msgspec
 import pytest
 
-from standins.tdengine_double import FaultInjector
+from standins.fault_proxy import FaultProxy
 from tests.fixtures.tdengine import TDengineEndpoint
 from tests.unit.test_tdengine_sql import trade_events
-from worker.tdengine.errors import FatalStoreError, PermanentStoreError, StoreError
+from worker.tdengine.errors import (
+    FatalStoreError,
+    PermanentStoreError,
+    ServerUnavailableError,
+    StoreError,
+)
 from worker.tdengine.options import TDengineOptions
 from worker.tdengine.transport import open_transport
 from worker.tdengine.writer import RowGroup, TDengineWriter
@@ -47,7 +54,6 @@ def fast_retries(options: TDengineOptions) -> TDengineOptions:
     return msgspec.structs.replace(
         options,
         request_timeout_s=5.0,
-        retry_max_attempts=50,
         retry_initial_backoff_s=0.02,
         retry_max_backoff_s=0.2,
         retry_max_elapsed_s=10.0,
@@ -62,6 +68,19 @@ def recorder() -> Recorder:
 @pytest.fixture
 def writer(tdengine_options: TDengineOptions, recorder: Recorder) -> Iterator[TDengineWriter]:
     options = fast_retries(tdengine_options)
+    transport = open_transport(options)
+    writer = TDengineWriter(transport, options, recorder)
+    writer.ensure_schema()
+    yield writer
+    transport.close()
+
+
+@pytest.fixture
+def proxied(
+    tdengine_options: TDengineOptions, recorder: Recorder, tdengine_faults: FaultProxy
+) -> Iterator[TDengineWriter]:
+    """A writer whose every request goes through the fault proxy (schema ready)."""
+    options = msgspec.structs.replace(fast_retries(tdengine_options), url=tdengine_faults.url)
     transport = open_transport(options)
     writer = TDengineWriter(transport, options, recorder)
     writer.ensure_schema()
@@ -139,69 +158,114 @@ def test_a_batch_over_one_mebibyte_is_split_and_fully_stored(
     assert recorder.mismatches == []
 
 
-# ----------------------------------------------------------- faults (double)
+# ------------------------------------------------------ faults (fault proxy)
 
 
 def test_http_503_is_retried_until_success(
     tdengine_options: TDengineOptions,
-    writer: TDengineWriter,
+    proxied: TDengineWriter,
     recorder: Recorder,
-    tdengine_faults: FaultInjector,
+    tdengine_faults: FaultProxy,
 ) -> None:
     tdengine_faults.fail_next(3, status=503)
-    result = writer.write(trade_groups(10))
+    result = proxied.write(trade_groups(10))
     assert result.rows_written == 40 and result.rejected == []
     assert len(recorder.retries) == 3
     assert all(e.http_status == 503 for e in recorder.retries)
-    assert count_rows(writer, tdengine_options.database) == 40
+    assert count_rows(proxied, tdengine_options.database) == 40
 
 
 def test_refused_connections_are_retried_until_the_server_is_back(
     tdengine_options: TDengineOptions,
-    writer: TDengineWriter,
+    proxied: TDengineWriter,
     recorder: Recorder,
-    tdengine_faults: FaultInjector,
+    tdengine_faults: FaultProxy,
 ) -> None:
     tdengine_faults.refuse_connections(True)
     reopen = threading.Timer(0.5, tdengine_faults.refuse_connections, args=(False,))
     reopen.start()
     try:
         started = time.monotonic()
-        result = writer.write(trade_groups(10))
+        result = proxied.write(trade_groups(10))
         assert time.monotonic() - started >= 0.4
     finally:
         reopen.cancel()
         tdengine_faults.refuse_connections(False)
     assert result.rows_written == 40
     assert recorder.retries
-    assert count_rows(writer, tdengine_options.database) == 40
+    assert count_rows(proxied, tdengine_options.database) == 40
+
+
+def test_a_hung_server_times_out_and_is_retried_until_it_answers(
+    tdengine_options: TDengineOptions, recorder: Recorder, tdengine_faults: FaultProxy
+) -> None:
+    options = msgspec.structs.replace(
+        fast_retries(tdengine_options), url=tdengine_faults.url, request_timeout_s=0.3
+    )
+    transport = open_transport(options)
+    writer = TDengineWriter(transport, options, recorder)
+    try:
+        writer.ensure_schema()
+        tdengine_faults.hang(True)
+        release = threading.Timer(1.0, tdengine_faults.hang, args=(False,))
+        release.start()
+        try:
+            result = writer.write(trade_groups(10))
+        finally:
+            release.cancel()
+            tdengine_faults.hang(False)
+        assert result.rows_written == 40 and result.rejected == []
+        assert any("timed out" in e.desc for e in recorder.retries)
+        assert count_rows(writer, tdengine_options.database) == 40
+    finally:
+        transport.close()
+
+
+def test_an_answer_cut_mid_way_is_retried_and_the_rows_are_not_duplicated(
+    tdengine_options: TDengineOptions,
+    proxied: TDengineWriter,
+    recorder: Recorder,
+    tdengine_faults: FaultProxy,
+) -> None:
+    """The server stored the rows but the answer was lost: the retry overwrites them."""
+    tdengine_faults.close_mid_answer(1)
+    result = proxied.write(trade_groups(10))
+    assert result.rows_written == 40 and result.rejected == []
+    assert tdengine_faults.counts["cut"] == 1
+    assert len(recorder.retries) == 1
+    assert count_rows(proxied, tdengine_options.database) == 40
+    assert recorder.mismatches == []
 
 
 def test_a_permanent_error_on_one_subtable_rejects_only_its_message(
     tdengine_options: TDengineOptions,
-    writer: TDengineWriter,
-    tdengine_faults: FaultInjector,
+    proxied: TDengineWriter,
+    tdengine_faults: FaultProxy,
 ) -> None:
     groups = trade_groups(30)
     bad = RowGroup(key=("trades", 3, 4242), events=trade_events(4242, TS0 + 999, 777, 60))
     batch = [*groups[:12], bad, *groups[12:]]
     tdengine_faults.error_for_subtable("u777_a1", 0x060B, "Timestamp data out of range")
-    result = writer.write(batch)
+    result = proxied.write(batch)
     assert [key for key, _ in result.rejected] == [("trades", 3, 4242)]
     error = result.rejected[0][1]
     assert isinstance(error, PermanentStoreError)
     assert error.code == 0x060B
     assert "Timestamp data out of range" in error.desc
     assert result.rows_written == 120
-    # The double fails a statement whole, so none of the bad message's rows are stored.
-    assert count_rows(writer, tdengine_options.database) == 120
+    # The proxy answers every statement naming u777_a1 with the error and forwards none
+    # of them, so none of the bad message's rows (in u777_a1, u60_a1, u0_a1) are stored.
+    assert count_rows(proxied, tdengine_options.database) == 120
 
 
 def test_retries_give_up_within_the_bound_while_the_server_is_down(
-    tdengine_options: TDengineOptions, tdengine_faults: FaultInjector
+    tdengine_options: TDengineOptions, tdengine_faults: FaultProxy
 ) -> None:
     options = msgspec.structs.replace(
-        fast_retries(tdengine_options), retry_max_elapsed_s=0.5, retry_max_backoff_s=0.1
+        fast_retries(tdengine_options),
+        url=tdengine_faults.url,
+        retry_max_elapsed_s=0.5,
+        retry_max_backoff_s=0.1,
     )
     transport = open_transport(options)
     writer = TDengineWriter(transport, options)
@@ -213,6 +277,53 @@ def test_retries_give_up_within_the_bound_while_the_server_is_down(
     assert info.value.kind == "transient"
     assert time.monotonic() - started < 0.5 + options.request_timeout_s
     transport.close()
+
+
+# ---------------------------------------------------------------- start-up
+
+
+def test_startup_waits_for_a_server_that_refuses_then_accepts(
+    tdengine_options: TDengineOptions, tdengine_faults: FaultProxy, recorder: Recorder
+) -> None:
+    options = msgspec.structs.replace(
+        fast_retries(tdengine_options),
+        url=tdengine_faults.url,
+        retry_max_elapsed_s=0.2,  # far below the outage: only the start-up wait covers it
+        startup_timeout_s=60.0,
+    )
+    tdengine_faults.refuse_connections(True)
+    accept = threading.Timer(1.5, tdengine_faults.refuse_connections, args=(False,))
+    accept.start()
+    transport = open_transport(options)
+    try:
+        report = TDengineWriter(transport, options, recorder).ensure_schema()
+    finally:
+        accept.cancel()
+        tdengine_faults.refuse_connections(False)
+        transport.close()
+    assert report.stable_created
+    assert recorder.retries and all(e.kind == "transient" for e in recorder.retries)
+
+
+def test_startup_gives_up_on_an_unreachable_port_naming_the_url(
+    tdengine_options: TDengineOptions,
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    options = msgspec.structs.replace(
+        fast_retries(tdengine_options), url=url, startup_timeout_s=1.0
+    )
+    transport = open_transport(options)
+    try:
+        with pytest.raises(ServerUnavailableError) as info:
+            TDengineWriter(transport, options).ensure_schema()
+    finally:
+        transport.close()
+    message = str(info.value)
+    assert url in message and "within 1 s" in message
+    assert "Connection" in message  # the last error: refused
+    assert options.password not in message
 
 
 # --------------------------------------------------------------------- fatal
@@ -233,6 +344,8 @@ def test_wrong_password_is_fatal(
         with pytest.raises(FatalStoreError):
             writer.write(trade_groups(1))
         assert recorder.retries == []
-        assert options.password not in str(info.value)
+        message = str(info.value)
+        assert options.password not in message
+        assert f"refused user {options.user!r}" in message and options.url in message
     finally:
         transport.close()

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.deploy.metric_names import dashboard_exprs, series_names_in
+from tests.fixtures.tdengine import through
 
 from .worker_support import (
     WorkerProcess,
@@ -217,6 +218,7 @@ def test_tdengine_outage_pauses_resumes_and_loses_nothing(
     expected, _ = expected_ledger(lines, scenario.schedule_text)
     produce_messages(scenario.topic, lines[:5000])
     port = free_port()
+    scenario.endpoint = through(tdengine_faults, scenario.endpoint)  # the worker's path only
     worker = scenario.worker("w1", metrics_port=port).start()
     wait_until(lambda: metric_value(scrape(port)[1], "balance_sink_events_written_total") > 0
                if worker.alive() else True, 120, "first rows written",
@@ -251,13 +253,14 @@ def test_poison_messages_and_refused_rows_go_to_dead_letters_without_blocking(
 ) -> None:
     good = sample_lines(2000, seed=51, invalid_ratio=0.0)
     refused = json.loads(good[100])
-    refused["buyer_user_id"] = 987_654_321  # its own subtable, which the double refuses
+    refused["buyer_user_id"] = 987_654_321  # its own subtable, which the fault proxy refuses
     refused["account_type"] = 1
     good[100] = json.dumps(refused).encode()
     poison = [b"{not json", b"[1,2,3]", json.dumps({**refused, "qty": "7"}).encode(),
               json.dumps({**refused, "taker_side": "both"}).encode()]  # fmt: skip
     lines = good[:50] + poison + good[50:]
     tdengine_faults.error_for_subtable("u987654321_a1", 0x060B, "Timestamp data out of range")
+    scenario.endpoint = through(tdengine_faults, scenario.endpoint)
     produce_messages(scenario.topic, lines)
     expected, _ = expected_ledger([x for x in lines if x != good[100]], scenario.schedule_text)
     worker = scenario.worker("w1").start()

@@ -1,12 +1,18 @@
-"""Request → expected response cases, from the fact sheet's confirmed table and checklist.
+"""Request → expected response cases: what a real TDengine answers, per server version.
+
+Ground truth: the answers a real 3.3.6.6 gave (``../shared/tdengine-recorded``; every
+case below with a recorded counterpart matches it), and the fact sheet's table
+confirmed on 3.3.2.0 for older servers. Texts that differ by version are callables of
+the version (e.g. 3.3.6 says "composite primary key column ...", 3.3.2 "primary key
+column ...").
 
 Placeholders in SQL and expectations: ``{db}`` (a fresh database per case), ``{key}``
 (``COMPOSITE KEY`` from 3.3.6.3, ``PRIMARY KEY`` before), ``{ts}`` (an integer
 timestamp in microseconds inside the default KEEP window), ``{ts_text}`` (how the REST
 API renders ``{ts}``). ``desc`` may be a callable of (version, rendered SQL) for the
-messages that quote the statement. Cases whose expectation depends on a choice of the
-double (an UNCONFIRMED point) carry ``double_only`` with the reason; they are skipped
-against a real server.
+messages that quote the statement. Follow-up checks whose expectation is a choice of
+the double on an UNCONFIRMED point sit in ``double_checks`` with the reason: the case
+itself runs against every server; only those checks are the double's own.
 """
 
 from __future__ import annotations
@@ -66,19 +72,27 @@ class Case:
     """Exact success body (after placeholders)."""
     checks: tuple[tuple[str, list[list[object]]], ...] = ()
     """Follow-up SELECTs and the ``data`` they must return."""
-    double_only: str | None = None
+    double_checks: tuple[tuple[str, list[list[object]]], ...] = ()
+    """Follow-up checks of the double's choice on an UNCONFIRMED point (see ``unconfirmed``)."""
+    unconfirmed: str | None = None
     source: str = "confirmed"
     extra: dict[str, object] = field(default_factory=dict)
 
 
+def _composite(version: Version) -> str:
+    """3.3.6 prefixes the composite-key messages with "composite " (recorded on 3.3.6.6)."""
+    return "composite " if version >= (3, 3, 6) else ""
+
+
 def _pk_second(version: Version, sql: str) -> str:
-    prefix = "composite " if version >= (3, 3, 6) else ""
-    return f"{prefix}primary key column must be second column"
+    return f"{_composite(version)}primary key column must be second column"
 
 
 def _pk_type(version: Version, sql: str) -> str:
-    prefix = "composite " if version >= (3, 3, 6) else ""  # recorded on 3.3.6.6
-    return f"{prefix}primary key column must be of type int, uint, bigint, ubigint, and varchar"
+    return (
+        f"{_composite(version)}primary key column must be of type int, uint, bigint, "
+        "ubigint, and varchar"
+    )
 
 
 def _missing_table_code(version: Version) -> int:
@@ -293,11 +307,11 @@ CASES: tuple[Case, ...] = (
         "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) VALUES ({ts}, 1, 1, true, 'a', 1)"
         "(0, 2, 1, true, 'a', 1)",
         0x060B,
-        "Timestamp data out of range",
-        checks=(("SHOW {db}.TABLES", []),),
-        double_only="UNCONFIRMED: whole statement fails and nothing (not even the USING "
-        "subtable) is created - the double's strict choice",
-        source="fact sheet section 2",
+        "Timestamp data out of range",  # recorded on 3.3.6.6 (code 1547)
+        double_checks=(("SHOW {db}.TABLES", []),),
+        unconfirmed="whole statement fails and nothing (not even the USING subtable) is "
+        "created - the double's strict choice",
+        source="fact sheet section 2; code and text recorded on 3.3.6.6",
     ),
     Case(
         "int-overflow",

@@ -55,9 +55,11 @@ def raw_client(tdengine_endpoint: TDengineEndpoint) -> RawClient:
 
 @pytest.fixture(scope="session")
 def server_version(raw_client: RawClient) -> tuple[int, ...]:
-    """The server's version as integers (from ``SELECT SERVER_VERSION()``)."""
+    """The server's version as integers (from ``SELECT SERVER_VERSION()``), read as the
+    worker reads it (``3.3.6.6.alpha`` is 3.3.6.6)."""
     import json
 
+    from worker.tdengine.schema import parse_server_version
+
     got = json.loads(raw_client.post("SELECT SERVER_VERSION()").text)
-    text = str(got["data"][0][0]).split("-")[0]
-    return tuple(int(p) for p in text.split(".") if p.isdigit())
+    return parse_server_version(str(got["data"][0][0])).numbers

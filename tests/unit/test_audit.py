@@ -31,6 +31,7 @@ from worker.commands.audit import (
     decode_rows,
     format_report,
 )
+from worker.commands.audit.checks import sum_may_wrap
 from worker.core.deriver import Deriver
 from worker.core.events import BalanceEvent
 from worker.core.fee_schedule import parse_fee_schedule
@@ -49,8 +50,19 @@ def ledger(count: int = 30) -> list[BalanceEvent]:
     return events
 
 
-def aggregate(events: Iterable[BalanceEvent]) -> tuple[list[Group], list[FeeGroup]]:
-    """What ``GROUP BY trade_id, credit_asset`` returns for both queries."""
+def wrap64(value: int) -> int:
+    """What TDengine's 64-bit SUM accumulator holds: wrapped around, silently."""
+    return (value + (1 << 63)) % (1 << 64) - (1 << 63)
+
+
+def aggregate(
+    events: Iterable[BalanceEvent], *, wrap: bool = False
+) -> tuple[list[Group], list[FeeGroup]]:
+    """What ``GROUP BY trade_id, credit_asset`` returns for both queries.
+
+    ``wrap``: SUMs wrap around at 64 bits as a real TDengine's do; else they are exact.
+    """
+    total = wrap64 if wrap else int
     groups: dict[tuple[int, int], list[BalanceEvent]] = {}
     for e in events:
         groups.setdefault((e.trade_id, e.credit_asset), []).append(e)
@@ -59,19 +71,27 @@ def aggregate(events: Iterable[BalanceEvent]) -> tuple[list[Group], list[FeeGrou
     for (trade_id, asset), rows in groups.items():
         debits = [r for r in rows if r.debit_amt is not None]
         debit_assets = [r.debit_asset for r in debits if r.debit_asset is not None]
+        debit_amts = [r.debit_amt for r in debits if r.debit_amt is not None]
         out.append(Group(
             trade_id, asset, len(rows), min(r.event_id for r in rows),
-            max(r.event_id for r in rows), sum(r.credit_amt for r in rows), len(debits),
+            max(r.event_id for r in rows), total(sum(r.credit_amt for r in rows)), len(debits),
             min(debit_assets, default=None), max(debit_assets, default=None),
-            sum(r.debit_amt or 0 for r in debits) if debits else None,
-            sum(r.fee for r in rows), min(r.fee_asset for r in rows),
+            total(sum(debit_amts)) if debits else None,
+            total(sum(r.fee for r in rows)), min(r.fee_asset for r in rows),
             max(r.fee_asset for r in rows),
+            min(r.credit_amt for r in rows), max(r.credit_amt for r in rows),
+            min(debit_amts, default=None), max(debit_amts, default=None),
+            min(r.fee for r in rows), max(r.fee for r in rows),
         ))  # fmt: skip
         received = [r for r in rows if r.event_type == 2]
         if received:
             fees.append(FeeGroup(trade_id, asset, len(received),
-                                 sum(r.credit_amt for r in received),
-                                 sum(r.fee for r in received)))  # fmt: skip
+                                 total(sum(r.credit_amt for r in received)),
+                                 total(sum(r.fee for r in received)),
+                                 min(r.credit_amt for r in received),
+                                 max(r.credit_amt for r in received),
+                                 min(r.fee for r in received),
+                                 max(r.fee for r in received)))  # fmt: skip
     return out[::-1], fees  # any order: TDengine does not sort groups
 
 
@@ -188,7 +208,7 @@ def test_only_max_failures_are_listed_but_all_are_counted() -> None:
 
 
 def test_decoding_refuses_non_integers() -> None:
-    row = [1, 2, 2, 4, 6, 10, 1, 3, 3, 5, 1, 2, 2]
+    row = [1, 2, 2, 4, 6, 10, 1, 3, 3, 5, 1, 2, 2, 1, 9, 5, 5, 0, 1]
     assert decode_rows([row], Group, "grouped")[0].debits == 5
     with pytest.raises(AuditError, match="unexpected grouped result"):
         decode_rows([[*row[:5], True, *row[6:]]], Group, "grouped")
@@ -200,10 +220,14 @@ def test_decoding_refuses_non_integers() -> None:
 
 
 class FakeLedger:
-    """Answers the audit's queries from events, and records the SQL it was sent."""
+    """Answers the audit's queries from events, and records the SQL it was sent.
 
-    def __init__(self, events: list[BalanceEvent]) -> None:
+    ``wrap``: SUMs wrap around at 64 bits like a real TDengine's.
+    """
+
+    def __init__(self, events: list[BalanceEvent], *, wrap: bool = False) -> None:
         self.events = events
+        self.wrap = wrap
         self.sql: list[str] = []
 
     def _selected(self, sql: str) -> list[BalanceEvent]:
@@ -220,6 +244,10 @@ class FakeLedger:
                 picked = [e for e in picked if e.user_id == int(term.split(" = ")[1])]
             elif term.startswith("event_type = "):
                 picked = [e for e in picked if e.event_type == int(term.split(" = ")[1])]
+            elif term.startswith("trade_id = "):
+                picked = [e for e in picked if e.trade_id == int(term.split(" = ")[1])]
+            elif term.startswith("credit_asset = "):
+                picked = [e for e in picked if e.credit_asset == int(term.split(" = ")[1])]
             else:
                 raise AssertionError(term)
         return picked
@@ -231,7 +259,9 @@ class FakeLedger:
             return [[len(rows)]]
         if sql.startswith("SELECT trade_id FROM"):
             return [[t] for t in sorted({e.trade_id for e in rows})]
-        groups, fees = aggregate(rows)
+        if sql.startswith("SELECT credit_amt, debit_amt, fee FROM"):
+            return [[e.credit_amt, e.debit_amt, e.fee] for e in rows]
+        groups, fees = aggregate(rows, wrap=self.wrap)
         if "SUM(debit_amt)" in sql:
             return [list(msgspec.structs.astuple(g)) for g in groups]
         return [list(msgspec.structs.astuple(f)) for f in fees]
@@ -266,6 +296,113 @@ def test_selection_values_are_validated_integers() -> None:
         Selection(10, 10)
     reader = LedgerReader(lambda sql: [[0]], "ledger", window_rows=10)
     assert list(reader.windows_of(Selection(0, 10, account_type=2))) == []
+
+
+# -- sums TDengine would wrap -----------------------------------------------------------
+
+INT64_MAX = (1 << 63) - 1
+
+
+def wrapping_trade() -> list[BalanceEvent]:
+    """One trade whose base-asset credits are 2 x (2**63-1): TDengine's SUM gives -2.
+
+    The seller's debit of the base asset is -2, so with the wrapped sum every check
+    passes; the exact sum (2**64-2) shows the asset is not conserved.
+    """
+    k0, k1, k2, k3 = ledger(1)
+    return [
+        replace(k0, credit_amt=INT64_MAX, fee=INT64_MAX),
+        replace(k1, debit_amt=-2),
+        replace(k2, credit_amt=INT64_MAX),
+        k3,
+    ]
+
+
+def test_a_wrapped_sum_would_pass_a_broken_trade() -> None:
+    """Why the audit cannot trust SUM: fed the wrapped aggregates, every check passes."""
+    checker = LedgerChecker()
+    checker.check_window(*aggregate(wrapping_trade(), wrap=True))
+    assert not checker.failed
+
+
+def test_the_audit_resums_a_group_that_could_wrap_and_catches_the_broken_trade() -> None:
+    events = wrapping_trade()
+    fake = FakeLedger(events, wrap=True)
+    reader = LedgerReader(fake, "ledger", window_rows=1000)
+    selection = Selection(0, 2**62)
+    (window,) = list(reader.windows_of(selection))
+    groups = reader.groups(*window, selection, "")
+    base = next(g for g in groups if g.asset == events[0].credit_asset)
+    assert base.credits == 2 * INT64_MAX  # exact, not the -2 TDengine returned
+    assert reader.resummed == 1
+    checker, _ = audit_ledger(FakeLedger(events, wrap=True), "ledger", selection)
+    assert checker.failure_counts["conservation"] == 1
+    (failure,) = checker.failures
+    assert f"credits {2 * INT64_MAX} != debits -2" in failure.message
+    assert {t.asset: t.fee_revenue for t in checker.totals()}[events[2].credit_asset] == INT64_MAX
+
+
+def test_a_correct_ledger_is_not_resummed() -> None:
+    fake = FakeLedger(ledger(30), wrap=True)
+    checker, _ = audit_ledger(fake, "ledger", Selection(0, 2**62))
+    assert not checker.failed
+    assert not any(sql.startswith("SELECT credit_amt, debit_amt, fee") for sql in fake.sql)
+
+
+def test_fee_revenue_beyond_bigint_is_totalled_exactly() -> None:
+    big = 1 << 62  # three trades' fees add up to 3 x 2**62 > 2**63-1 in one asset
+    events: list[BalanceEvent] = []
+    for trade in range(3):
+        k0, k1, k2, k3 = ledger(1)
+        first = 4 * (k0.trade_id + trade)
+        shift = {"trade_id": k0.trade_id + trade, "ts": k0.ts + trade}
+        events += [
+            replace(
+                k0,
+                **shift,
+                event_id=first,
+                credit_amt=1,
+                fee=big,
+                debit_amt=k1.credit_amt + k3.credit_amt,
+            ),
+            replace(k1, **shift, event_id=first + 1, debit_amt=big + 1),
+            replace(k2, **shift, event_id=first + 2, credit_amt=big),
+            replace(k3, **shift, event_id=first + 3),
+        ]
+    checker, _ = audit_ledger(FakeLedger(events, wrap=True), "ledger", Selection(0, 2**62))
+    assert not checker.failed, checker.failures
+    assert {t.asset: t.fee_revenue for t in checker.totals()}[events[2].credit_asset] == 3 * big
+
+
+def test_a_group_whose_rows_change_while_resummed_fails_naming_window_and_asset() -> None:
+    events = wrapping_trade()
+    fake = FakeLedger(events, wrap=True)
+
+    def one_row_gone(sql: str) -> list[Sequence[Any]]:
+        rows = fake(sql)
+        return rows[1:] if sql.startswith("SELECT credit_amt, debit_amt, fee") else rows
+
+    with pytest.raises(AuditError) as info:
+        audit_ledger(one_row_gone, "ledger", Selection(0, 2**62))
+    message = str(info.value)
+    assert "window 1970-01-01T00:00:00.000000Z .. " in message
+    assert f"asset {events[0].credit_asset}" in message
+    assert "found 1 rows where the aggregate counted 2" in message
+
+
+@pytest.mark.parametrize(
+    ("count", "low", "high", "wraps"),
+    [
+        (2, 0, INT64_MAX // 2, False),
+        (2, 0, INT64_MAX // 2 + 1, True),
+        (1, -(1 << 63), INT64_MAX, False),  # one value is its own sum
+        (2, -(1 << 62), 0, False),
+        (2, -(1 << 62) - 1, 0, True),
+        (5, None, None, False),  # no value (all NULL): SUM is NULL
+    ],
+)
+def test_sum_may_wrap_bounds(count: int, low: int | None, high: int | None, wraps: bool) -> None:
+    assert sum_may_wrap(count, low, high) is wraps
 
 
 # -- reports ----------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""HTTP layer of the TDengine double: faults, taospy interop, tokens, parameters, CLI."""
+"""HTTP layer of the TDengine double: taospy interop, tokens, parameters, CLI.
+
+(Fault injection lives in ``standins.fault_proxy``, tested in ``test_fault_proxy.py``.)
+"""
 
 from __future__ import annotations
 
@@ -41,76 +44,6 @@ def setup_schema(d: TDengineDouble) -> None:
         "TAGS (user_id BIGINT)",
     ):
         assert post(d, sql).json()["code"] == 0
-
-
-def test_refuse_connections_really_refuses_then_reopens_same_port(double: TDengineDouble) -> None:
-    session = requests.Session()
-    url = f"{double.url}/rest/sql"
-    assert session.post(url, data=b"SHOW DATABASES", auth=("root", "taosdata")).ok
-    port = double.port
-    double.faults.refuse_connections(True)
-    with pytest.raises(requests.ConnectionError):
-        requests.post(url, data=b"SHOW DATABASES", auth=("root", "taosdata"), timeout=5)
-    # a kept-alive connection is cut as well
-    with pytest.raises(requests.ConnectionError):
-        session.post(url, data=b"SHOW DATABASES", auth=("root", "taosdata"), timeout=5)
-    double.faults.refuse_connections(False)
-    assert double.port == port
-    assert post(double, "SHOW DATABASES").ok
-    session.close()
-
-
-def test_fail_next_returns_bare_json_string_503_then_recovers(double: TDengineDouble) -> None:
-    double.faults.fail_next(2)
-    for _ in range(2):
-        r = post(double, "SHOW DATABASES")
-        assert r.status_code == 503
-        assert r.content == b'"memory exceeds threshold"'
-        assert r.headers["Content-Type"] == "application/json; charset=utf-8"
-    assert post(double, "SHOW DATABASES").status_code == 200
-
-
-def test_fail_next_custom_status_and_body(double: TDengineDouble) -> None:
-    double.faults.fail_next(1, status=503, body='"query memory exceeds threshold"')
-    assert post(double, "SHOW DATABASES").content == b'"query memory exceeds threshold"'
-    double.faults.fail_next(1, status=500)
-    r = post(double, "SHOW DATABASES")
-    assert r.status_code == 500 and r.json() == {"code": 65535, "desc": "injected fault"}
-
-
-def test_injected_failure_does_not_run_the_statement(double: TDengineDouble) -> None:
-    double.faults.fail_next(1)
-    assert post(double, "CREATE DATABASE x").status_code == 503
-    assert post(double, "CREATE DATABASE x").json()["code"] == 0
-
-
-def test_delay(double: TDengineDouble) -> None:
-    double.faults.delay(0.3)
-    started = time.monotonic()
-    assert post(double, "SHOW DATABASES").ok
-    assert time.monotonic() - started >= 0.3
-    double.faults.delay(0)
-    started = time.monotonic()
-    post(double, "SHOW DATABASES")
-    assert time.monotonic() - started < 0.3
-
-
-def test_error_for_subtable_fails_the_whole_insert(double: TDengineDouble) -> None:
-    setup_schema(double)
-    double.faults.error_for_subtable("bad", 0x0903, "Sync timeout")
-    r = post(
-        double,
-        f"INSERT INTO d.good USING d.st TAGS (1) VALUES ({TS}, 1, 1) "
-        f"d.bad USING d.st TAGS (2) VALUES ({TS}, 1, 1)",
-    )
-    assert r.status_code == 200
-    assert (r.json()["code"], r.json()["desc"]) == (0x0903, "Sync timeout")
-    assert post(double, "SHOW d.TABLES").json()["data"] == []
-    assert post(double, f"INSERT INTO d.good USING d.st TAGS (1) VALUES ({TS}, 1, 1)").json()[
-        "data"
-    ] == [[1]]
-    double.faults.clear()
-    assert post(double, f"INSERT INTO d.bad USING d.st TAGS (2) VALUES ({TS}, 1, 1)").ok
 
 
 def test_taospy_restclient_interop(double: TDengineDouble) -> None:

@@ -63,6 +63,9 @@ def described(key_note: str = "PRIMARY KEY") -> list[list[object]]:
         ("3.4.0.0", "COMPOSITE KEY"),
         ("3.4.1.12", "COMPOSITE KEY"),
         (" 3.3.6.13\n", "COMPOSITE KEY"),
+        ("3.3.6.6", "COMPOSITE KEY"),
+        ("3.3.6.6.alpha", "COMPOSITE KEY"),
+        ("3.3.6.2.alpha", "PRIMARY KEY"),
         ("3.3.6", "PRIMARY KEY"),
         ("4.0.0.0", "COMPOSITE KEY"),
     ],
@@ -71,22 +74,36 @@ def test_keyword_follows_the_server_version(text: str, keyword: str) -> None:
     assert composite_key_keyword(parse_server_version(text)) == keyword
 
 
-def test_version_parts_and_suffix_are_read() -> None:
-    version = parse_server_version("3.3.6.0-alpha")
-    assert version.numbers == (3, 3, 6, 0)
-    assert version.suffix == "-alpha"
-    assert str(version) == "3.3.6.0-alpha"
+@pytest.mark.parametrize(
+    ("text", "numbers", "suffix"),
+    [
+        ("3.3.6.0-alpha", (3, 3, 6, 0), "-alpha"),
+        ("3.3.6.6.alpha", (3, 3, 6, 6), ".alpha"),  # a server built from source
+        ("3.3.6.6", (3, 3, 6, 6), ""),
+        ("3.3.6.13.7", (3, 3, 6, 13), ".7"),
+        ("3.4.0.0+g1a2b3c", (3, 4, 0, 0), "+g1a2b3c"),
+    ],
+)
+def test_version_parts_and_suffix_are_read(
+    text: str, numbers: tuple[int, int, int, int], suffix: str
+) -> None:
+    version = parse_server_version(text)
+    assert version.numbers == numbers
+    assert version.suffix == suffix
+    assert str(version) == text
 
 
 @pytest.mark.parametrize("text", ["3.2.3.0", "3.0.0.0", "2.6.0.34", "3.2.99.99"])
 def test_servers_older_than_3_3_are_refused_with_the_reason(text: str) -> None:
-    with pytest.raises(UnsupportedServerError, match="composite key") as info:
+    with pytest.raises(UnsupportedServerError, match="composite primary key") as info:
         composite_key_keyword(parse_server_version(text))
     assert info.value.version == text
     assert "idempotent" in str(info.value)
 
 
-@pytest.mark.parametrize("text", ["", "three", "3.3", "v", "3.3.x.1", "x3.3.6.3"])
+@pytest.mark.parametrize(
+    "text", ["", "three", "3.3", "v", "3.3.x.1", "x3.3.6.3", "3.3.6.6alpha", "alpha.3.3.6.6"]
+)
 def test_unreadable_versions_are_refused(text: str) -> None:
     with pytest.raises(UnsupportedServerError, match="cannot read"):
         parse_server_version(text)
@@ -239,7 +256,15 @@ def test_defaults() -> None:
     assert options.create_database is True
     assert options.max_statement_bytes == 1_048_000
     assert options.retry_max_elapsed_s <= 30
+    assert 0 < options.startup_timeout_s <= 60
     assert options.scheme == "http"
+
+
+def test_the_removed_attempt_cap_is_refused_by_name_not_ignored() -> None:
+    """``retry_max_attempts`` cut the documented time budget short; it is gone, and a
+    configuration that still sets it fails at start-up rather than being ignored."""
+    with pytest.raises(msgspec.ValidationError, match="retry_max_attempts"):
+        msgspec.toml.decode(b"retry_max_attempts = 8\n", type=TDengineOptions)
 
 
 def test_password_never_appears_in_repr_str_or_rich_output() -> None:
@@ -284,10 +309,13 @@ def test_options_decode_from_config_with_validation() -> None:
         ("max_statement_bytes", 1_048_577),
         ("max_statement_bytes", 100),
         ("request_timeout_s", 0),
-        ("retry_max_attempts", 0),
         ("retry_initial_backoff_s", 0),
         ("retry_max_backoff_s", 0.01),
         ("retry_max_elapsed_s", -1),
+        ("retry_max_elapsed_s", float("inf")),
+        ("startup_timeout_s", -1),
+        ("startup_timeout_s", float("nan")),
+        ("startup_timeout_s", float("inf")),
     ],
 )
 def test_invalid_options_are_refused_naming_the_field(field: str, value: object) -> None:

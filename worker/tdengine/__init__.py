@@ -3,7 +3,8 @@
 Import the public names from here; see each module for details:
 ``errors`` (classification), ``options`` (``[tdengine]`` config), ``sql`` (pure
 statement building), ``schema`` (DDL and checks), ``transport`` (REST and
-WebSocket) and ``writer`` (retries, isolation, ``init_database``).
+WebSocket), ``retry`` (the one time budget), ``startup`` (wait for the server,
+version and schema) and ``writer`` (isolation, ``init_database``).
 """
 
 from worker.tdengine.errors import (
@@ -12,6 +13,7 @@ from worker.tdengine.errors import (
     PermanentStoreError,
     RowValueError,
     SchemaMismatchError,
+    ServerUnavailableError,
     StatementSizeError,
     StoreError,
     TransientStoreError,
@@ -50,6 +52,7 @@ __all__ = (
     "RowValueError",
     "SchemaMismatchError",
     "SchemaReport",
+    "ServerUnavailableError",
     "StatementSizeError",
     "StoreError",
     "TDengineOptions",

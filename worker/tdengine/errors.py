@@ -29,6 +29,7 @@ from worker.engine.sink import SinkFatalError, SinkTransientError
 from worker.errors import BalanceSinkError, ConfigError
 
 __all__ = (
+    "AUTH_CODES",
     "CODE_CLASSES",
     "GENERIC_ADAPTER_CODE",
     "TABLE_MISSING_CODES",
@@ -38,12 +39,14 @@ __all__ = (
     "PermanentStoreError",
     "RowValueError",
     "SchemaMismatchError",
+    "ServerUnavailableError",
     "StatementSizeError",
     "StoreError",
     "TransientStoreError",
     "UnsupportedServerError",
     "classify",
     "error_kind",
+    "is_auth_failure",
     "make_store_error",
 )
 
@@ -146,6 +149,27 @@ class UnsupportedServerError(FatalStoreError):
         return (type(self), (self.version, self.reason))
 
 
+class ServerUnavailableError(FatalStoreError):
+    """TDengine did not answer at start-up within ``startup_timeout_s``.
+
+    Fatal: the caller stops (the worker exits 1). The message names the URL (never
+    credentials) and the last error.
+    """
+
+    def __init__(self, url: str, waited_s: float, last: StoreError):
+        self.url = url
+        self.waited_s = waited_s
+        self.last = last
+        # The last error's code and HTTP status are in its text; not repeated after it.
+        super().__init__(
+            f"TDengine at {url} did not answer within {waited_s:g} s "
+            f"(tdengine.startup_timeout_s); last error: {last}"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.url, self.waited_s, self.last))
+
+
 class StatementSizeError(BalanceSinkError, ValueError):
     """A single row cannot fit in a statement of the configured size (a bug or bad config)."""
 
@@ -157,6 +181,9 @@ class OptionsError(ConfigError, ValueError):
     when the options are decoded from a configuration file.
     """
 
+
+AUTH_CODES: Final = frozenset(range(0x0350, 0x0358)) | {0x1105, 0x1122, 0x1124}
+"""Codes of refused credentials: the mnode's user codes and taosAdapter's header codes."""
 
 GENERIC_ADAPTER_CODE: Final = 0xFFFF
 """taosAdapter's catch-all code (parameter errors, 503 limiters): the HTTP status decides."""
@@ -276,6 +303,11 @@ def error_kind(code: int | None, http_status: int | None = None) -> ErrorKind:
         if http_status in _FATAL_HTTP or 400 <= http_status < 500:
             return "fatal"
     return "transient"
+
+
+def is_auth_failure(code: int | None, http_status: int | None = None) -> bool:
+    """True when the server refused the credentials (HTTP 401 or an :data:`AUTH_CODES` code)."""
+    return http_status == 401 or (code is not None and (code & 0xFFFF) in AUTH_CODES)
 
 
 def classify(code: int | None, http_status: int | None = None) -> type[StoreError]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from typing import Any, Final
@@ -52,14 +53,18 @@ class TDengineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         Largest INSERT statement in bytes, at most 1,048,576 (TDengine's SQL limit).
     request_timeout_s:
         Connect and read timeout of one request, in seconds.
-    retry_max_attempts, retry_initial_backoff_s, retry_max_backoff_s, retry_max_elapsed_s:
+    retry_initial_backoff_s, retry_max_backoff_s, retry_max_elapsed_s:
         Retries of a statement after transient errors: exponential backoff with jitter
-        from ``retry_initial_backoff_s`` up to ``retry_max_backoff_s``; gives up after
-        ``retry_max_attempts`` attempts, or when the next attempt could start later than
-        ``retry_max_elapsed_s`` after the first, and raises ``TransientStoreError``. A
-        statement's retries so end within ``retry_max_elapsed_s`` plus one request
-        (``request_timeout_s``), and the Kafka consumer keeps polling while the worker
-        pauses its partitions and retries the flush later.
+        from ``retry_initial_backoff_s`` up to ``retry_max_backoff_s``, for up to
+        ``retry_max_elapsed_s`` (time is the only limit: no attempt count), then
+        ``TransientStoreError``. A statement's retries so end within
+        ``retry_max_elapsed_s`` plus one request (``request_timeout_s``), and the Kafka
+        consumer keeps polling while the worker pauses its partitions and retries the
+        flush later.
+    startup_timeout_s:
+        At start-up, how long to wait for the server to answer (retrying with the same
+        backoff) before giving up with the URL and the last error. A refused password
+        is fatal at once.
     """
 
     url: str = "http://localhost:6041"
@@ -72,10 +77,10 @@ class TDengineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     wal_level: int | None = None
     max_statement_bytes: int = DEFAULT_MAX_STATEMENT_BYTES
     request_timeout_s: float = 10.0
-    retry_max_attempts: int = 8
     retry_initial_backoff_s: float = 0.1
     retry_max_backoff_s: float = 2.0
     retry_max_elapsed_s: float = 15.0
+    startup_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         _check_url(self.url)
@@ -106,10 +111,10 @@ class TDengineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
                 raise OptionsError(f"tdengine.{name}", "must be > 0")
         if self.retry_max_backoff_s < self.retry_initial_backoff_s:
             raise OptionsError("tdengine.retry_max_backoff_s", "must be >= retry_initial_backoff_s")
-        if self.retry_max_attempts < 1:
-            raise OptionsError("tdengine.retry_max_attempts", "must be >= 1")
-        if not self.retry_max_elapsed_s >= 0:
-            raise OptionsError("tdengine.retry_max_elapsed_s", "must be >= 0")
+        for name in ("retry_max_elapsed_s", "startup_timeout_s"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise OptionsError(f"tdengine.{name}", "must be a finite number >= 0")
 
     @property
     def scheme(self) -> str:

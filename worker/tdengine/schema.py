@@ -15,23 +15,25 @@ import msgspec
 
 from worker.tdengine.errors import SchemaMismatchError, UnsupportedServerError
 from worker.tdengine.options import TDengineOptions
-from worker.tdengine.sql import COLUMNS, STABLE_NAME, TAGS, quote_identifier
+from worker.tdengine.sql import COLUMNS, STABLE_NAME, TAGS, check_database_name, quote_identifier
 
 __all__ = (
     "COMPOSITE_KEY_FROM",
+    "MIN_SERVER_REASON",
     "MIN_SERVER_VERSION",
     "PRECISION",
     "KeyKeyword",
     "ServerVersion",
     "check_describe",
+    "check_precision",
     "composite_key_keyword",
     "create_database_sql",
     "create_stable_sql",
+    "database_precision_sql",
     "describe_differences",
     "describe_sql",
     "parse_server_version",
     "server_version_sql",
-    "show_databases_sql",
     "stable_ref",
 )
 
@@ -43,17 +45,27 @@ PRECISION: Final = "us"
 MIN_SERVER_VERSION: Final = (3, 3, 0, 0)
 """First TDengine with a composite key; without it (ts, event_id) is not a row key."""
 
+MIN_SERVER_REASON: Final = (
+    "TDengine 3.3.0.0 or later is required: older servers have no composite primary key, "
+    "so a subtable's rows sharing a timestamp (a user's several events of one trade time) "
+    "would overwrite each other and re-delivered or replayed trades could not be written "
+    "idempotently"
+)
+"""Why :data:`MIN_SERVER_VERSION` is the minimum, as start-up and the README say it."""
+
 COMPOSITE_KEY_FROM: Final = (3, 3, 6, 3)
 """First TDengine whose composite-key keyword is ``COMPOSITE KEY`` (``PRIMARY KEY`` before)."""
 
 _KEY_COLUMN: Final = "event_id"
-_VERSION: Final = re.compile(r"v?(\d+)\.(\d+)\.(\d+)(?:\.(\d+))?((?:\.\d+)*(?:[-+_ ~]\S*)?)")
+_VERSION: Final = re.compile(r"v?(\d+)\.(\d+)\.(\d+)(?:\.(\d+))?")
+_SUFFIX: Final = re.compile(r"(?:[-+_.~ ]\S*)?")
 
 
 class ServerVersion(msgspec.Struct, frozen=True, order=True):
-    """A TDengine server version. ``suffix`` is any text after the numbers (``-alpha``).
+    """A TDengine server version. ``suffix`` is any text after the numbers.
 
-    A pre-release counts as its numbered version: ``3.3.6.0-alpha`` is 3.3.6.0.
+    A build from source or a pre-release counts as its numbered version:
+    ``3.3.6.6.alpha`` and ``3.3.6.0-alpha`` are 3.3.6.6 and 3.3.6.0.
     """
 
     major: int
@@ -72,14 +84,18 @@ class ServerVersion(msgspec.Struct, frozen=True, order=True):
 
 
 def parse_server_version(text: str) -> ServerVersion:
-    """Parse ``SELECT SERVER_VERSION()`` output such as ``3.3.6.3`` or ``3.3.6.0-alpha``.
+    """Parse ``SELECT SERVER_VERSION()`` output such as ``3.3.6.6`` or ``3.3.6.6.alpha``.
 
-    Raises :class:`UnsupportedServerError` when the text is not a version.
+    The numbers are the first three or four; anything after them that starts with
+    ``.``, ``-``, ``+``, ``_``, ``~`` or a space is the suffix. Raises
+    :class:`UnsupportedServerError` when the text does not start with a version.
     """
-    match = _VERSION.fullmatch(text.strip()) if isinstance(text, str) else None
-    if match is None:
+    stripped = text.strip() if isinstance(text, str) else ""
+    match = _VERSION.match(stripped)
+    suffix = stripped[match.end() :] if match is not None else ""
+    if match is None or _SUFFIX.fullmatch(suffix) is None:
         raise UnsupportedServerError(str(text), "cannot read the version number")
-    major, minor, patch, build, suffix = match.groups()
+    major, minor, patch, build = match.groups()
     return ServerVersion(int(major), int(minor), int(patch), int(build or 0), suffix)
 
 
@@ -92,12 +108,7 @@ def composite_key_keyword(version: ServerVersion) -> KeyKeyword:
     timestamp would overwrite each other and replays could not be idempotent.
     """
     if version.numbers < MIN_SERVER_VERSION:
-        raise UnsupportedServerError(
-            str(version),
-            "TDengine 3.3.0.0 or later is required: older servers have no composite key, "
-            "so rows sharing a timestamp in one subtable would overwrite each other and "
-            "replays could not be idempotent",
-        )
+        raise UnsupportedServerError(str(version), MIN_SERVER_REASON)
     return "COMPOSITE KEY" if version.numbers >= COMPOSITE_KEY_FROM else "PRIMARY KEY"
 
 
@@ -106,9 +117,48 @@ def server_version_sql() -> str:
     return "SELECT SERVER_VERSION()"
 
 
-def show_databases_sql() -> str:
-    """The statement that lists databases with their precision (to check an existing one)."""
-    return "SHOW DATABASES"
+def database_precision_sql(database: str) -> str:
+    """The statement that reads a database's timestamp precision.
+
+    ``SHOW DATABASES`` lists names only on TDengine 3.x; the precision is a column of
+    ``information_schema.ins_databases``. ``database`` is checked to be a plain
+    identifier, so it is safe inside the string literal.
+    """
+    check_database_name(database)
+    return (
+        f"SELECT name, `precision` FROM information_schema.ins_databases WHERE name = '{database}'"
+    )
+
+
+def check_precision(
+    database: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
+) -> bool:
+    """Check the answer of :func:`database_precision_sql`; ``False`` when no row names it.
+
+    Raises :class:`SchemaMismatchError` when the precision is not ``'us'``, or the
+    answer has no ``precision`` column (then it cannot be checked).
+    """
+    names = [c.lower() for c in columns]
+    if "name" not in names or "precision" not in names:
+        raise SchemaMismatchError(
+            f"database `{database}`",
+            (f"cannot read its precision: the answer has columns {list(columns)}",),
+        )
+    name_at, precision_at = names.index("name"), names.index("precision")
+    for row in rows:
+        if str(row[name_at]) != database:
+            continue
+        precision = row[precision_at]
+        if precision != PRECISION:
+            raise SchemaMismatchError(
+                f"database `{database}`",
+                (
+                    f"timestamp precision is {precision!r}, expected {PRECISION!r}: "
+                    "BalanceEvent.ts is in microseconds",
+                ),
+            )
+        return True
+    return False
 
 
 def stable_ref(database: str) -> str:

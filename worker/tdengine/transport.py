@@ -29,6 +29,7 @@ from worker.tdengine.errors import (
     FatalStoreError,
     StoreError,
     TransientStoreError,
+    is_auth_failure,
     make_store_error,
 )
 from worker.tdengine.options import TDengineOptions
@@ -97,6 +98,18 @@ def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
 
+def _name_credentials(error: StoreError, user: str, where: str) -> StoreError:
+    """Add the user and the URL (never the password) to a refused-credentials error."""
+    if not is_auth_failure(error.code, error.http_status):
+        return error
+    return type(error)(
+        f"{error.desc}: TDengine at {where} refused user {user!r} (check tdengine.user and "
+        "tdengine.password)",
+        code=error.code,
+        http_status=error.http_status,
+    )
+
+
 class RestTransport:
     """taosAdapter REST client over one keep-alive ``requests.Session``.
 
@@ -121,7 +134,9 @@ class RestTransport:
         timeout_s: float = 10.0,
         session: requests.Session | None = None,
     ) -> None:
-        self._endpoint = url.rstrip("/") + "/rest/sql"
+        self._url = url.rstrip("/")
+        self._endpoint = self._url + "/rest/sql"
+        self._user = user
         token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
         self._headers = {
             "Authorization": f"Basic {token}",
@@ -198,6 +213,7 @@ class RestTransport:
             number,
             status,
         )
+        error = _name_credentials(error, self._user, self._url)
         logger.debug(
             "tdengine rest error status=%d code=%s kind=%s elapsed_s=%.3f",
             status,
@@ -245,6 +261,7 @@ class WebSocketTransport:
             f"@{host}:{port}"
         )
         self._where = f"{parts.scheme.lower()}://{host}:{port}"
+        self._user = user
         self._password = password
         self._timeout_s = timeout_s
         self._conn: Any = None
@@ -319,7 +336,7 @@ class WebSocketTransport:
             return TransientStoreError(
                 f"TDengine websocket {prefix} failed: {type(exc).__name__}: {message}"
             )
-        return make_store_error(message, code)
+        return _name_credentials(make_store_error(message, code), self._user, self._where)
 
 
 def _attr(obj: Any, name: str) -> Any:

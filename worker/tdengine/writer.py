@@ -7,8 +7,8 @@ has the identity (subtable, ts, event_id), which the super table's composite key
 writing a row again overwrites it with the same values: any statement, or the whole
 batch, can be re-sent safely.
 
-* Transient errors are retried per statement with exponential backoff and jitter,
-  bounded by ``retry_max_attempts`` and ``retry_max_elapsed_s``; then
+* Transient errors are retried per statement with exponential backoff and jitter
+  for up to ``retry_max_elapsed_s`` (:mod:`worker.tdengine.retry`); then
   :class:`TransientStoreError` is raised and the caller retries the batch later.
 * A permanent error on a statement is isolated: the groups with rows in that
   statement are bisected (re-writing is safe) until the offending groups are found.
@@ -27,38 +27,17 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    wait_random_exponential,
-)
 
 from worker.core.events import BalanceEvent
 from worker.tdengine.errors import (
-    TABLE_MISSING_CODES,
-    FatalStoreError,
     PermanentStoreError,
     RowValueError,
-    SchemaMismatchError,
     StoreError,
-    TransientStoreError,
 )
 from worker.tdengine.options import TDengineOptions
-from worker.tdengine.schema import (
-    PRECISION,
-    KeyKeyword,
-    check_describe,
-    composite_key_keyword,
-    create_database_sql,
-    create_stable_sql,
-    describe_sql,
-    parse_server_version,
-    server_version_sql,
-    show_databases_sql,
-    stable_ref,
-)
+from worker.tdengine.retry import Retrier, hex_code
 from worker.tdengine.sql import InsertBuilder, InsertStatement, RowKey, check_events
+from worker.tdengine.startup import SchemaReport, ensure_schema
 from worker.tdengine.transport import QueryResult, Transport, open_transport
 
 __all__ = (
@@ -122,34 +101,6 @@ class WriteResult(msgspec.Struct, Generic[_K], frozen=True):
     rejected: list[tuple[_K, PermanentStoreError]]
 
 
-class SchemaReport(msgspec.Struct, frozen=True):
-    """What :meth:`TDengineWriter.ensure_schema` found and did."""
-
-    server_version: str
-    key_keyword: KeyKeyword
-    database: str
-    database_statement: str | None
-    stable_created: bool
-    stable: str
-
-    def summary(self) -> str:
-        """A few human-readable lines for ``balance-sink init-db``."""
-        lines = [
-            f"TDengine server {self.server_version}: composite key keyword {self.key_keyword}",
-            (
-                f"database {self.database}: ensured ({self.database_statement})"
-                if self.database_statement
-                else f"database {self.database}: exists (creation disabled)"
-            ),
-            (
-                f"super table {self.stable}: created"
-                if self.stable_created
-                else f"super table {self.stable}: exists and matches the expected schema"
-            ),
-        ]
-        return "\n".join(lines)
-
-
 class WriterObserver(Protocol):
     """Hooks for metrics; called synchronously from the writer."""
 
@@ -180,10 +131,6 @@ class NullObserver:
 
     def on_affected_mismatch(self, expected: int, actual: int) -> None:
         """Ignore."""
-
-
-def _hex(code: int | None) -> str:
-    return "none" if code is None else f"0x{code:04X}"
 
 
 class TDengineWriter:
@@ -218,102 +165,16 @@ class TDengineWriter:
         self._builder = InsertBuilder(
             options.database, max_statement_bytes=options.max_statement_bytes
         )
+        self._retrier = Retrier(options, self._observer, sleep=sleep, clock=clock)
 
     # ----------------------------------------------------------------- schema
 
     def ensure_schema(self) -> SchemaReport:
-        """Check the server version, create or check the database and the super table.
+        """Wait for the server, check its version, create or check database and super table.
 
-        Raises
-        ------
-        UnsupportedServerError
-            The server is older than 3.3.0.0 (no composite key) or its version is unreadable.
-        FatalStoreError
-            The database is missing and ``create_database`` is false, or credentials fail.
-        SchemaMismatchError
-            The existing super table differs; the message lists every difference.
-        TransientStoreError
-            The server could not be reached within the retry budget.
+        See :func:`worker.tdengine.startup.ensure_schema` for what is checked and raised.
         """
-        options = self._options
-        version_rows = self._retrying(lambda: self._transport.query(server_version_sql()))
-        if not version_rows.rows or not version_rows.rows[0]:
-            raise FatalStoreError("SELECT SERVER_VERSION() returned no row")
-        version_text = str(version_rows.rows[0][0])
-        keyword = composite_key_keyword(parse_server_version(version_text))
-        database_statement: str | None = None
-        if options.create_database:
-            create_database = database_statement = create_database_sql(options)
-            self._retrying(lambda: self._transport.execute(create_database))
-        self._check_database(created=database_statement is not None)
-        describe = describe_sql(options.database)
-        stable_created = False
-        try:
-            described = self._retrying(
-                lambda: self._transport.query(describe), no_retry=TABLE_MISSING_CODES
-            )
-        except StoreError as exc:
-            if exc.code == 0x0388:
-                raise FatalStoreError(
-                    f"database `{options.database}` does not exist and create_database is "
-                    "false: create it with `balance-sink init-db` or enable create_database",
-                    code=exc.code,
-                    http_status=exc.http_status,
-                ) from None
-            if exc.code not in TABLE_MISSING_CODES:
-                raise
-            create = create_stable_sql(options.database, keyword)
-            logger.info("tdengine creating super table table=%s", stable_ref(options.database))
-            self._retrying(lambda: self._transport.execute(create))
-            stable_created = True
-            described = self._retrying(lambda: self._transport.query(describe))
-        check_describe(options.database, described.columns, described.rows)
-        report = SchemaReport(
-            server_version=version_text,
-            key_keyword=keyword,
-            database=options.database,
-            database_statement=database_statement,
-            stable_created=stable_created,
-            stable=stable_ref(options.database),
-        )
-        logger.info(
-            "tdengine schema ready server_version=%s keyword=%r database=%s stable_created=%s",
-            version_text,
-            keyword,
-            options.database,
-            stable_created,
-        )
-        return report
-
-    def _check_database(self, *, created: bool) -> None:
-        """The database must exist and count time in microseconds (BalanceEvent.ts)."""
-        database = self._options.database
-        listing = self._retrying(lambda: self._transport.query(show_databases_sql()))
-        names = [c.lower() for c in listing.columns]
-        name_at = names.index("name") if "name" in names else 0
-        precision_at = names.index("precision") if "precision" in names else None
-        for row in listing.rows:
-            if str(row[name_at]) != database:
-                continue
-            precision = None if precision_at is None else str(row[precision_at]).strip("'\" ")
-            if precision != PRECISION:
-                raise SchemaMismatchError(
-                    f"database `{database}`",
-                    (
-                        f"timestamp precision is {precision!r}, expected {PRECISION!r}: "
-                        "BalanceEvent.ts is in microseconds",
-                    ),
-                )
-            return
-        if created:
-            raise FatalStoreError(
-                f"database `{database}` is not listed by SHOW DATABASES after CREATE DATABASE"
-            )
-        raise FatalStoreError(
-            f"database `{database}` does not exist and create_database is false: "
-            "create it with `balance-sink init-db` or enable create_database",
-            code=0x0388,
-        )
+        return ensure_schema(self._transport, self._options, self._retrier)
 
     def query(self, sql: str) -> QueryResult:
         """Run a read-only statement with the transient-retry budget (health checks, tests)."""
@@ -371,7 +232,7 @@ class TDengineWriter:
             "tdengine rejected message key=%r rows=%d code=%s error=%s",
             group.key,
             len(group.events),
-            _hex(error.code),
+            hex_code(error.code),
             error.desc,
         )
         rejected[index] = error
@@ -407,7 +268,7 @@ class TDengineWriter:
         logger.info(
             "tdengine isolating permanent error groups=%d code=%s",
             len(suspects),
-            _hex(next(iter(failed.values())).code),
+            hex_code(next(iter(failed.values())).code),
         )
         middle = len(suspects) // 2
         for half in (suspects[:middle], suspects[middle:]):
@@ -452,78 +313,8 @@ class TDengineWriter:
     # ------------------------------------------------------------------ retry
 
     def _retrying(self, call: Callable[[], _T], *, no_retry: frozenset[int] = frozenset()) -> _T:
-        """Run ``call``, retrying transient errors within the options' budget."""
-        options = self._options
-        observer = self._observer
-        clock = self._clock
-        started = clock()
-
-        def is_transient(exc: BaseException) -> bool:
-            return isinstance(exc, TransientStoreError) and exc.code not in no_retry
-
-        def before_sleep(state: RetryCallState) -> None:
-            outcome = state.outcome
-            error = outcome.exception() if outcome is not None else None
-            if isinstance(error, StoreError):
-                wait = state.next_action.sleep if state.next_action is not None else 0.0
-                logger.warning(
-                    "tdengine transient error, retrying attempt=%d wait_s=%.3f code=%s error=%s",
-                    state.attempt_number,
-                    wait,
-                    _hex(error.code),
-                    error.desc,
-                )
-                observer.on_retry(error)
-
-        def out_of_budget(state: RetryCallState) -> bool:
-            # Give up when the attempts are used, or when the longest next wait would
-            # start the next attempt after retry_max_elapsed_s: the call then ends within
-            # retry_max_elapsed_s plus the last attempt (at most request_timeout_s).
-            if state.attempt_number >= options.retry_max_attempts:
-                return True
-            longest_wait = min(
-                options.retry_max_backoff_s,
-                options.retry_initial_backoff_s * 2.0 ** min(state.attempt_number - 1, 60),
-            )
-            return clock() - started + longest_wait > options.retry_max_elapsed_s
-
-        retrying = Retrying(
-            stop=out_of_budget,
-            wait=wait_random_exponential(
-                multiplier=options.retry_initial_backoff_s, max=options.retry_max_backoff_s
-            ),
-            retry=retry_if_exception(is_transient),
-            before_sleep=before_sleep,
-            sleep=self._sleep,
-            reraise=True,
-        )
-        try:
-            for attempt in retrying:
-                with attempt:
-                    try:
-                        return call()
-                    except StoreError as exc:
-                        observer.on_error(exc.kind, exc.code)
-                        if exc.kind == "fatal":
-                            logger.error(
-                                "tdengine fatal error code=%s http=%s error=%s",
-                                _hex(exc.code),
-                                exc.http_status,
-                                exc.desc,
-                            )
-                        raise
-        except TransientStoreError as exc:
-            if exc.code not in no_retry:
-                logger.error(
-                    "tdengine giving up after retries attempts<=%d max_elapsed_s=%.1f code=%s "
-                    "error=%s",
-                    options.retry_max_attempts,
-                    options.retry_max_elapsed_s,
-                    _hex(exc.code),
-                    exc.desc,
-                )
-            raise
-        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+        """Run ``call``, retrying transient errors for up to ``retry_max_elapsed_s``."""
+        return self._retrier.run(call, no_retry=no_retry)
 
 
 def init_database(options: TDengineOptions) -> str:

@@ -1,4 +1,9 @@
-"""The ledger's invariants, checked per trade from TDengine's group aggregates."""
+"""The ledger's invariants, checked per trade from TDengine's group aggregates.
+
+TDengine's SUM over BIGINT wraps around silently on overflow, so every summed column
+comes with its MIN and MAX: :func:`sum_may_wrap` tells when a group's SUM could have
+left the BIGINT range; the reader then re-sums that group exactly from its rows.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ __all__ = (
     "LedgerChecker",
     "decode_rows",
     "int_value",
+    "sum_may_wrap",
 )
 
 
@@ -27,7 +33,9 @@ class Group(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """Aggregates of one (trade, credit asset) group: one row of the grouped query.
 
     Decoded with msgspec in C: every value must be an integer (``bool`` is refused), or
-    NULL where a group may have no debit.
+    NULL where a group may have no debit. ``credits``, ``debits`` and ``fees`` are
+    exact: the reader replaces them whenever :func:`sum_may_wrap` says TDengine's
+    64-bit SUM could have wrapped (the ``*_min``/``*_max`` bounds decide).
     """
 
     trade_id: int
@@ -43,6 +51,21 @@ class Group(msgspec.Struct, array_like=True, frozen=True, gc=False):
     fees: int
     min_fee_asset: int
     max_fee_asset: int
+    min_credit: int
+    max_credit: int
+    min_debit: int | None
+    max_debit: int | None
+    min_fee: int
+    max_fee: int
+
+    def sums_may_wrap(self) -> bool:
+        """Whether any of the group's three SUMs could have wrapped."""
+        n = self.rows
+        return (
+            sum_may_wrap(n, self.min_credit, self.max_credit)
+            or sum_may_wrap(n, self.min_fee, self.max_fee)
+            or sum_may_wrap(n, self.min_debit, self.max_debit)
+        )
 
 
 class FeeGroup(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -53,15 +76,43 @@ class FeeGroup(msgspec.Struct, array_like=True, frozen=True, gc=False):
     rows: int
     credits: int
     fees: int
+    min_credit: int
+    max_credit: int
+    min_fee: int
+    max_fee: int
+
+    def sums_may_wrap(self) -> bool:
+        """Whether either SUM could have wrapped."""
+        n = self.rows
+        return sum_may_wrap(n, self.min_credit, self.max_credit) or sum_may_wrap(
+            n, self.min_fee, self.max_fee
+        )
 
 
 GROUP_COLUMNS: Final = (
     "trade_id, credit_asset, COUNT(*), MIN(event_id), MAX(event_id), SUM(credit_amt), "
     "COUNT(debit_amt), MIN(debit_asset), MAX(debit_asset), SUM(debit_amt), SUM(fee), "
-    "MIN(fee_asset), MAX(fee_asset)"
+    "MIN(fee_asset), MAX(fee_asset), MIN(credit_amt), MAX(credit_amt), MIN(debit_amt), "
+    "MAX(debit_amt), MIN(fee), MAX(fee)"
 )
-FEE_COLUMNS: Final = "trade_id, credit_asset, COUNT(*), SUM(credit_amt), SUM(fee)"
-_NO_FEE: Final = FeeGroup(0, 0, 0, 0, 0)
+FEE_COLUMNS: Final = (
+    "trade_id, credit_asset, COUNT(*), SUM(credit_amt), SUM(fee), MIN(credit_amt), "
+    "MAX(credit_amt), MIN(fee), MAX(fee)"
+)
+_NO_FEE: Final = FeeGroup(0, 0, 0, 0, 0, 0, 0, 0, 0)
+_INT64_MAX: Final = (1 << 63) - 1
+_INT64_MIN: Final = -(1 << 63)
+
+
+def sum_may_wrap(count: int, low: int | None, high: int | None) -> bool:
+    """Whether a SUM of ``count`` values in ``[low, high]`` could leave the BIGINT range.
+
+    TDengine sums BIGINT in a 64-bit accumulator that wraps silently (two rows of
+    2**63-1 sum to -2). ``None`` bounds (no non-NULL value) cannot wrap.
+    """
+    if low is None or high is None:
+        return False
+    return count * high > _INT64_MAX or count * low < _INT64_MIN
 
 
 def int_value(value: Any, what: str) -> int:
