@@ -14,7 +14,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Final
 
 from standins.tdengine_double import errors as E
@@ -151,12 +151,10 @@ class Engine:
         sql: str,
         *,
         default_db: str | None = None,
-        subtable_errors: Mapping[str, tuple[int, str]] | None = None,
     ) -> ExecResult | QueryResult:
         """Run one statement; raises :class:`TDengineError` the way TDengine fails it.
 
-        ``default_db`` is the database named in ``/rest/sql/<db>`` (if it exists);
-        ``subtable_errors`` makes any INSERT that touches one of those subtables fail.
+        ``default_db`` is the database named in ``/rest/sql/<db>`` (if it exists).
         """
         if len(sql.encode()) > MAX_SQL_BYTES:
             raise TDengineError(E.SQL_TOO_LONG, "SQL statement too long")
@@ -165,7 +163,7 @@ class Engine:
             if default_db not in self.databases:
                 default_db = None  # taosAdapter ignores a failing `use <db>`
             if _INSERT_START.match(lowered):
-                return self._insert(lowered, default_db, subtable_errors or {})
+                return self._insert(lowered, default_db)
             tokens = tokenize(lowered)
             stmt = Parser(lowered, tokens, key_keywords=self.key_keywords).statement()
             return self._dispatch(stmt, default_db)
@@ -304,7 +302,6 @@ class Engine:
         self,
         lowered: str,
         default_db: str | None,
-        subtable_errors: Mapping[str, tuple[int, str]],
     ) -> ExecResult:
         parser = InsertParser(
             lowered,
@@ -313,10 +310,6 @@ class Engine:
             now_ticks=self.now_ticks,
         )
         clauses = parser.parse()
-        for tr in clauses:
-            fault = subtable_errors.get(tr.tbname)
-            if fault is not None:
-                raise TDengineError(fault[0], fault[1])
         self._check_time_window(clauses)
         return ExecResult(self._write(clauses))
 

@@ -26,6 +26,7 @@ from typing import Any, Final
 import requests
 
 __all__ = (
+    "RECORDED_VERSION",
     "SHARED_DIR",
     "VENDORED_DIR",
     "Sequence",
@@ -34,6 +35,7 @@ __all__ = (
     "corpus_dir",
     "load_sequences",
     "replay_sequence",
+    "server_version_of",
 )
 
 _REPO: Final = Path(__file__).resolve().parents[2]
@@ -42,6 +44,9 @@ SHARED_DIR: Final = _REPO.parent / "shared" / "tdengine-recorded"
 VENDORED_DIR: Final = Path(__file__).resolve().parent / "recorded"
 """The copy kept in the repository."""
 CORPUS_FILE: Final = "sequences.jsonl.gz"
+RECORDED_VERSION: Final = "3.3.6.6"
+"""``SELECT SERVER_VERSION()`` of the server the corpus was recorded from."""
+_SERVER_VERSION_SQL: Final = re.compile(r"^\s*select\s+server_version\(\)\s*;?\s*$", re.I)
 
 _PLACEHOLDER: Final = re.compile(r"\{db\d*\}")
 _DB_LISTING: Final = re.compile(r"^\s*show\s+databases\b|information_schema\.ins_databases", re.I)
@@ -201,15 +206,37 @@ def _compare_bodies(want: Any, got: Any) -> list[str]:
     return problems
 
 
+def _as_version(answer: Any, version: str) -> Any:
+    """A recorded ``SELECT SERVER_VERSION()`` answer as a server of ``version`` gives it."""
+    if not isinstance(answer, dict) or answer.get("code") != 0:
+        return answer
+    [[name, kind, _]] = answer["column_meta"]
+    return {**answer, "column_meta": [[name, kind, len(version)]], "data": [[version]]}
+
+
+def server_version_of(url: str, user: str, password: str) -> str:
+    """What the server at ``url`` answers to ``SELECT SERVER_VERSION()``."""
+    r = requests.post(url + "/rest/sql", data=b"SELECT SERVER_VERSION()",
+                      auth=(user, password), timeout=30)  # fmt: skip
+    r.raise_for_status()
+    version: str = r.json()["data"][0][0]
+    return version
+
+
 def replay_sequence(
     seq: Sequence,
     url: str,
     user: str,
     password: str,
     session: requests.Session | None = None,
+    *,
+    server_version: str = RECORDED_VERSION,
 ) -> list[StepResult]:
     """Replay ``seq`` against ``url`` with fresh database names; one result per step.
 
+    ``server_version`` is what the target says it is: a real server of another release
+    (e.g. 3.3.6.13) is expected to name itself, so only the answer of
+    ``SELECT SERVER_VERSION()`` is rewritten for it; every other byte must match.
     The databases it named are dropped afterwards, whatever happened.
     """
     http = session or requests.Session()
@@ -235,6 +262,8 @@ def replay_sequence(
             if content_type != step.content_type:
                 problems.append(f"content type: want {step.content_type!r}, got {content_type!r}")
             want = _normalise(_substitute(step.answer, names), sql, own)
+            if server_version != RECORDED_VERSION and _SERVER_VERSION_SQL.match(sql):
+                want = _as_version(want, server_version)
             got: Any
             if isinstance(step.answer, str):
                 got = r.text
@@ -262,9 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     from tests.fixtures.tdengine import endpoint_from_env
 
     double = None
+    version = RECORDED_VERSION
     if args:
         endpoint = endpoint_from_env(args[0])
         url, user, password = endpoint.url, endpoint.user, endpoint.password
+        version = server_version_of(url, user, password)
     else:
         from standins.tdengine_double import TDengineDouble
 
@@ -274,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         sequences = load_sequences()
         steps_ok = seqs_ok = total = 0
         for seq in sequences:
-            results = replay_sequence(seq, url, user, password)
+            results = replay_sequence(seq, url, user, password, server_version=version)
             bad = [r for r in results if r.problems]
             total += len(results)
             steps_ok += len(results) - len(bad)

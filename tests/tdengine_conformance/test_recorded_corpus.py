@@ -19,34 +19,42 @@ from standins.tdengine_double import TDengineDouble
 from tests.fixtures.tdengine import endpoint_from_env
 from tests.tdengine_conformance.recorded import (
     CORPUS_FILE,
+    RECORDED_VERSION,
     SHARED_DIR,
     VENDORED_DIR,
     Sequence,
     corpus_dir,
     load_sequences,
     replay_sequence,
+    server_version_of,
 )
 
 SEQUENCES = load_sequences()
 
 
 @pytest.fixture(scope="module")
-def replay_target() -> Iterator[tuple[str, str, str]]:
-    """(url, user, password): the server at ``TDENGINE_URL``, else a fresh root/taosdata double."""
+def replay_target() -> Iterator[tuple[str, str, str, str]]:
+    """(url, user, password, version): the server at ``TDENGINE_URL`` (whatever 3.3.6.x it
+    says it is), else a fresh root/taosdata double, which must say it is 3.3.6.6."""
     configured = os.environ.get("TDENGINE_URL")
     if configured:
         real = endpoint_from_env(configured)
-        yield real.url, real.user, real.password
+        yield (
+            real.url,
+            real.user,
+            real.password,
+            server_version_of(real.url, real.user, real.password),
+        )
         return
     with TDengineDouble(user="root", password="taosdata") as double:
-        yield double.url, "root", "taosdata"
+        yield double.url, "root", "taosdata", RECORDED_VERSION
 
 
 @pytest.mark.tdengine
 @pytest.mark.parametrize("seq", SEQUENCES, ids=[s.id for s in SEQUENCES])
-def test_recorded_sequence(seq: Sequence, replay_target: tuple[str, str, str]) -> None:
-    url, user, password = replay_target
-    results = replay_sequence(seq, url, user, password)
+def test_recorded_sequence(seq: Sequence, replay_target: tuple[str, str, str, str]) -> None:
+    url, user, password, version = replay_target
+    results = replay_sequence(seq, url, user, password, server_version=version)
     failures = [
         f"step {r.index} ({r.sql[:160]}):\n    " + "\n    ".join(r.problems)
         for r in results
@@ -91,3 +99,17 @@ def test_vendored_copy_is_the_shared_one(name: str) -> None:
         f"{vendored} differs from {shared}: copy the shared recording over the vendored one "
         "(recordings are never edited by hand)"
     )
+
+
+def test_another_release_only_changes_the_version_answer() -> None:
+    """Expecting 3.3.6.13 from the 3.3.6.6 double flags exactly its SERVER_VERSION steps."""
+    [seq] = [s for s in SEQUENCES if any("SERVER_VERSION" in st.sql.upper() for st in s.steps)][:1]
+    with TDengineDouble(user="root", password="taosdata") as double:
+        results = replay_sequence(seq, double.url, "root", "taosdata", server_version="3.3.6.13")
+    flagged = {r.index for r in results if r.problems}
+    version_steps = {
+        i for i, st in enumerate(seq.steps)
+        if st.sql.strip().upper() == "SELECT SERVER_VERSION()" and st.status == 200
+        and isinstance(st.answer, dict) and st.answer.get("code") == 0
+    }  # fmt: skip
+    assert version_steps and flagged == version_steps
