@@ -319,7 +319,9 @@ def test_partitions_idle_after_a_failed_commit_still_get_committed_to_the_high_w
     consumer_config: ConsumerConfigFactory,
 ) -> None:
     topic = topic_factory(2)
-    produce_messages(topic, trade_lines(200, seed=3))  # then nothing more: both go idle
+    lines = trade_lines(200, seed=3)
+    for partition in (0, 1):  # both partitions get messages, then nothing more: both go idle
+        produce_messages(topic, lines[partition::2], partition=partition)
     config = consumer_config()
     consumer = CommitFailingConsumer(
         Consumer(config),
@@ -349,6 +351,7 @@ def test_partitions_idle_after_a_failed_commit_still_get_committed_to_the_high_w
     runner.start()
     group = str(config["group.id"])
     marks = high_watermarks(config, topic, 2)
+    assert all(mark > 0 for mark in marks), marks  # the premise: both partitions had messages
     try:
         wait_until(
             lambda: committed_offsets(config, group, topic, 2) == marks or bool(failure),
