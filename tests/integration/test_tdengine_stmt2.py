@@ -289,3 +289,31 @@ def test_the_sender_recovers_after_a_refusal_so_refused_rows_can_be_isolated(
         sender.close()
     stored_ids = {row[4] for row in stored(rest, ledger)}
     assert stored_ids == {e.event_id for e in good}
+
+
+def test_the_sink_writes_through_stmt2_and_rejects_only_a_refused_message(
+    tdengine_options: TDengineOptions, rest: RestTransport
+) -> None:
+    """The worker's sink with ``write_api = "stmt2"``: schema check over REST, rows bound
+    over WebSocket, a message the server refuses (a ts before the KEEP window) isolated."""
+    from worker.engine.sink import MessageKey, MessageRows
+    from worker.tdengine.sink import TDengineSink
+
+    options = msgspec.structs.replace(tdengine_options, keep="3650d", write_api="stmt2")
+    good = [
+        MessageRows(MessageKey("trades", 0, t), trade_events(t, TS0 + t, 100 + t, 1))
+        for t in range(1, 7)
+    ]
+    bad = MessageRows(MessageKey("trades", 0, 7), trade_events(7, 1_000_000, 107, 1))
+    sink = TDengineSink.connect(options)
+    try:
+        result = sink.write([*good[:3], bad, *good[3:]])
+        again = sink.write(good)  # identical rows overwrite themselves
+    finally:
+        sink.close()
+    assert [key for key, _ in result.rejected] == [bad.key]
+    assert isinstance(result.rejected[0][1], PermanentStoreError)
+    assert result.rows_written == again.rows_written == 24
+    table = f"`{options.database}`.`balance_events`"
+    assert rest.query(f"SELECT COUNT(*) FROM {table}").rows == [[24]]
+    assert rest.query(f"SELECT COUNT(*) FROM {table} WHERE trade_id = 7").rows == [[0]]

@@ -84,6 +84,10 @@ class FakeStatement:
 
     def execute(self) -> int:
         self.module.fail("execute")
+        for view in self.bound:
+            refusal = self.module.refused_tables.get(view.table_name or "")
+            if refusal is not None:
+                raise QueryError(refusal)
         rows = {
             (view.table_name, ts, event_id)
             for view in self.bound
@@ -115,6 +119,8 @@ class FakeTaosws:
 
     failures: dict[Stage, list[str]] = field(default_factory=dict)
     affected_delta: int = 0
+    refused_tables: dict[str, str] = field(default_factory=dict)
+    """Subtable name -> the message ``execute`` raises for any request binding it."""
     connections: list[FakeConnection] = field(default_factory=list)
     prepared: list[str] = field(default_factory=list)
     binds: list[list[View]] = field(default_factory=list)

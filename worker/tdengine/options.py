@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
 import msgspec
@@ -17,11 +17,16 @@ from worker.tdengine.sql import (
     MIN_STATEMENT_BYTES,
     check_database_name,
 )
+from worker.tdengine.stmt2 import DEFAULT_MAX_ROWS as DEFAULT_BIND_MAX_ROWS
 
-__all__ = ("SCHEMES", "TDengineOptions")
+__all__ = ("SCHEMES", "WRITE_APIS", "TDengineOptions", "WriteApi")
 
 SCHEMES: Final = ("http", "https", "ws", "wss")
 """URL schemes: http/https use the REST API, ws/wss the WebSocket API (taosws)."""
+
+WriteApi = Literal["sql", "stmt2"]
+WRITE_APIS: Final[tuple[WriteApi, ...]] = get_args(WriteApi)
+"""How rows are written: SQL text (over the URL's API), or stmt2 binding (WebSocket)."""
 
 _DURATION: Final = re.compile(r"[1-9][0-9]{0,8}[mhd]?")
 _KEEP: Final = re.compile(r"[1-9][0-9]{0,8}[mhd]?(,[1-9][0-9]{0,8}[mhd]?){0,2}")
@@ -65,6 +70,12 @@ class TDengineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         At start-up, how long to wait for the server to answer (retrying with the same
         backoff) before giving up with the URL and the last error. A refused password
         is fatal at once.
+    write_api:
+        ``"sql"`` (INSERT text over the URL's API: the simple path) or ``"stmt2"``
+        (parameter binding over taosAdapter's WebSocket API on the same host and port,
+        whatever the URL's scheme; DDL and queries still use the URL's API).
+    bind_max_rows:
+        Most rows in one stmt2 request (``write_api = "stmt2"``).
     """
 
     url: str = "http://localhost:6041"
@@ -81,6 +92,8 @@ class TDengineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     retry_max_backoff_s: float = 2.0
     retry_max_elapsed_s: float = 15.0
     startup_timeout_s: float = 60.0
+    write_api: WriteApi = "sql"
+    bind_max_rows: int = DEFAULT_BIND_MAX_ROWS
 
     def __post_init__(self) -> None:
         _check_url(self.url)
@@ -111,6 +124,13 @@ class TDengineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
                 raise OptionsError(f"tdengine.{name}", "must be > 0")
         if self.retry_max_backoff_s < self.retry_initial_backoff_s:
             raise OptionsError("tdengine.retry_max_backoff_s", "must be >= retry_initial_backoff_s")
+        if self.write_api not in WRITE_APIS:
+            raise OptionsError(
+                "tdengine.write_api",
+                f"must be one of {', '.join(WRITE_APIS)}, got {self.write_api!r}",
+            )
+        if not 1 <= self.bind_max_rows <= 1_000_000:
+            raise OptionsError("tdengine.bind_max_rows", "must be in 1..1000000")
         for name in ("retry_max_elapsed_s", "startup_timeout_s"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):

@@ -6,15 +6,18 @@ engine's own :class:`~worker.engine.sink.MessageKey`, comes back as the sink res
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
+from worker.core.events import BalanceEvent
 from worker.engine.sink import AllStored, MessageKey, MessageRows, SinkResult
 from worker.tdengine.options import TDengineOptions
 from worker.tdengine.sql import InsertBuilder
+from worker.tdengine.stmt2 import DEFAULT_MAX_ROWS, BindBuilder
 from worker.tdengine.transport import Transport, open_transport
+from worker.tdengine.write_paths import WriteRequest
 from worker.tdengine.writer import TDengineWriter, WriteResult, WriterObserver, init_database
 
-__all__ = ("StatementOnlySink", "TDengineSink")
+__all__ = ("BindOnlySink", "BuildOnlySink", "StatementOnlySink", "TDengineSink")
 
 
 class TDengineSink:
@@ -33,6 +36,7 @@ class TDengineSink:
         try:
             writer = TDengineWriter(transport, options, observer)
             writer.ensure_schema()
+            writer.open_path()
         except BaseException:
             transport.close()
             raise
@@ -47,25 +51,40 @@ class TDengineSink:
         return self._writer.write(batch)
 
     def close(self) -> None:
+        self._writer.close()
         self._transport.close()
 
 
-class StatementOnlySink:
-    """Builds the INSERT statements and discards them: the worker's own cost, measured."""
+class BuildOnlySink:
+    """Builds a write path's requests and discards them: the worker's own cost, measured."""
 
-    def __init__(self, database: str = "ledger") -> None:
-        self._builder = InsertBuilder(database)
-        self.statements = 0
-        self.sql_bytes = 0
+    def __init__(self, build: Callable[[Iterable[BalanceEvent]], Sequence[WriteRequest]]) -> None:
+        self._build = build
+        self.requests = 0
+        self.nbytes = 0
 
     def write(self, batch: Sequence[MessageRows]) -> SinkResult:
-        statements = self._builder.build(e for rows in batch for e in rows.events)
-        self.statements += len(statements)
+        requests = self._build(e for rows in batch for e in rows.events)
+        self.requests += len(requests)
         rows = 0
-        for statement in statements:
-            self.sql_bytes += statement.nbytes
-            rows += statement.rows
+        for request in requests:
+            self.nbytes += request.nbytes
+            rows += request.rows
         return AllStored(rows)
 
     def close(self) -> None:
         pass
+
+
+class StatementOnlySink(BuildOnlySink):
+    """Builds the INSERT statements of a batch and discards them."""
+
+    def __init__(self, database: str = "ledger") -> None:
+        super().__init__(InsertBuilder(database).build)
+
+
+class BindOnlySink(BuildOnlySink):
+    """Builds the stmt2 bind requests of a batch and discards them (needs taos-ws-py)."""
+
+    def __init__(self, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+        super().__init__(BindBuilder(max_rows=max_rows).build)

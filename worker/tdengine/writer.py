@@ -36,9 +36,10 @@ from worker.tdengine.errors import (
 )
 from worker.tdengine.options import TDengineOptions
 from worker.tdengine.retry import Retrier, hex_code
-from worker.tdengine.sql import InsertBuilder, InsertStatement, RowKey, check_events
+from worker.tdengine.sql import RowKey, check_events
 from worker.tdengine.startup import SchemaReport, ensure_schema
 from worker.tdengine.transport import QueryResult, Transport, open_transport
+from worker.tdengine.write_paths import WritePath, WriteRequest, open_write_path
 
 __all__ = (
     "KeyedRows",
@@ -144,6 +145,9 @@ class TDengineWriter:
         Database name, statement size and retry budget.
     observer:
         Metrics hooks; :class:`NullObserver` by default.
+    path:
+        How rows are sent (:mod:`worker.tdengine.write_paths`); by default the one
+        ``options.write_api`` names, SQL over ``transport`` or stmt2 binding.
     sleep, clock:
         Backoff sleep and monotonic clock of the retry budget (tests pass fakes).
     """
@@ -154,6 +158,7 @@ class TDengineWriter:
         options: TDengineOptions,
         observer: WriterObserver | None = None,
         *,
+        path: WritePath[Any] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -162,9 +167,7 @@ class TDengineWriter:
         self._observer: WriterObserver = observer if observer is not None else NullObserver()
         self._sleep = sleep
         self._clock = clock
-        self._builder = InsertBuilder(
-            options.database, max_statement_bytes=options.max_statement_bytes
-        )
+        self._path: WritePath[Any] = open_write_path(options, transport) if path is None else path
         self._retrier = Retrier(options, self._observer, sleep=sleep, clock=clock)
 
     # ----------------------------------------------------------------- schema
@@ -175,6 +178,14 @@ class TDengineWriter:
         See :func:`worker.tdengine.startup.ensure_schema` for what is checked and raised.
         """
         return ensure_schema(self._transport, self._options, self._retrier)
+
+    def open_path(self) -> None:
+        """Connect the write path now (stmt2 prepares its statement), with the retry budget."""
+        self._retrying(self._path.open)
+
+    def close(self) -> None:
+        """Close what the write path opened (the transport is the caller's)."""
+        self._path.close()
 
     def query(self, sql: str) -> QueryResult:
         """Run a read-only statement with the transient-retry budget (health checks, tests)."""
@@ -194,7 +205,7 @@ class TDengineWriter:
         """
         rejected: dict[int, PermanentStoreError] = {}
         try:
-            statements = self._builder.build(e for g in groups for e in g.events)
+            statements = self._path.build(e for g in groups for e in g.events)
             valid = list(range(len(groups)))
         except RowValueError:
             # Slow path: find every group with a bad value; never send those.
@@ -217,8 +228,8 @@ class TDengineWriter:
 
     def _build(
         self, groups: Sequence[KeyedRows[Any]], indexes: Iterable[int]
-    ) -> list[InsertStatement]:
-        return self._builder.build(e for i in indexes for e in groups[i].events)
+    ) -> Sequence[WriteRequest]:
+        return self._path.build(e for i in indexes for e in groups[i].events)
 
     def _reject(
         self,
@@ -241,7 +252,7 @@ class TDengineWriter:
         self,
         groups: Sequence[KeyedRows[Any]],
         indexes: list[int],
-        statements: list[InsertStatement],
+        statements: Sequence[WriteRequest],
         rejected: dict[int, PermanentStoreError],
     ) -> int:
         """Write ``groups[indexes]``, bisecting the groups of refused statements.
@@ -277,7 +288,7 @@ class TDengineWriter:
 
     @staticmethod
     def _groups_of(
-        statement: InsertStatement, groups: Sequence[KeyedRows[Any]], indexes: list[int]
+        statement: WriteRequest, groups: Sequence[KeyedRows[Any]], indexes: list[int]
     ) -> list[int]:
         """Indexes of the groups with at least one row in ``statement``."""
         keys: set[RowKey] = set(statement.row_keys())
@@ -287,9 +298,9 @@ class TDengineWriter:
             if any((e.user_id, e.account_type, e.ts, e.event_id) in keys for e in groups[i].events)
         ]
 
-    def _execute(self, statement: InsertStatement) -> None:
+    def _execute(self, statement: WriteRequest) -> None:
         started = time.perf_counter()
-        affected = self._retrying(lambda: self._transport.execute(statement.sql))
+        affected = self._retrying(lambda: self._path.send(statement))
         seconds = time.perf_counter() - started
         self._observer.on_statement(statement.rows, statement.nbytes, seconds)
         if affected != statement.rows:

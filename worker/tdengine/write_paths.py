@@ -1,0 +1,121 @@
+"""How the writer's rows reach TDengine: SQL text over a transport, or stmt2 binding.
+
+A write path builds requests from events and sends one request at a time; the
+:class:`~worker.tdengine.writer.TDengineWriter` around it owns retries, isolation of
+refused rows and the affected-rows check, so both paths keep every guarantee:
+
+* ``sql``: INSERT statements (:class:`~worker.tdengine.sql.InsertBuilder`) sent over
+  the configured transport (REST or WebSocket SQL). The simple path and the fallback.
+* ``stmt2``: parameter binding over taosAdapter's WebSocket API
+  (:mod:`worker.tdengine.stmt2`). Cheaper on the server where a write creates
+  subtables; its Python-side build costs more per subtable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Final, Protocol, TypeVar
+
+from worker.core.events import BalanceEvent
+from worker.tdengine.options import WRITE_APIS, TDengineOptions, WriteApi
+from worker.tdengine.sql import InsertBuilder, InsertStatement, RowKey
+from worker.tdengine.stmt2 import BindBuilder, BindRequest, Stmt2Sender
+from worker.tdengine.transport import Transport
+
+__all__ = (
+    "WRITE_APIS",
+    "SqlPath",
+    "Stmt2Path",
+    "WriteApi",
+    "WritePath",
+    "WriteRequest",
+    "open_write_path",
+)
+
+
+class WriteRequest(Protocol):
+    """One request of a path: the rows it carries, for checks and isolation."""
+
+    @property
+    def rows(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+    def row_keys(self) -> list[RowKey]: ...
+    def distinct_rows(self) -> int: ...
+
+
+_R = TypeVar("_R", bound=WriteRequest)
+
+
+class WritePath(Protocol[_R]):
+    """Builds requests from events and sends them; errors are classified StoreErrors."""
+
+    @property
+    def name(self) -> WriteApi: ...
+    def build(self, events: Iterable[BalanceEvent]) -> Sequence[_R]: ...
+    def open(self) -> None:
+        """Connect what the path needs now, so start-up fails fast."""
+        ...
+
+    def send(self, request: _R) -> int:
+        """Send one request; the server's affected-row count."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SqlPath:
+    """INSERT statements over a transport (which the caller owns and closes)."""
+
+    name: Final = "sql"
+
+    def __init__(self, transport: Transport, database: str, max_statement_bytes: int) -> None:
+        self._transport = transport
+        self._builder = InsertBuilder(database, max_statement_bytes=max_statement_bytes)
+
+    def build(self, events: Iterable[BalanceEvent]) -> list[InsertStatement]:
+        return self._builder.build(events)
+
+    def open(self) -> None:
+        pass  # the transport is opened (and the schema checked) by the writer
+
+    def send(self, request: InsertStatement) -> int:
+        return self._transport.execute(request.sql)
+
+    def close(self) -> None:
+        pass
+
+
+class Stmt2Path:
+    """stmt2 binding over its own WebSocket connection (opened on first use)."""
+
+    name: Final = "stmt2"
+
+    def __init__(self, builder: BindBuilder, sender: Stmt2Sender) -> None:
+        self._builder = builder
+        self._sender = sender
+
+    @classmethod
+    def of(cls, options: TDengineOptions) -> Stmt2Path:
+        """The path for ``options`` (``http(s)`` URLs map to ``ws(s)`` on the same port)."""
+        sender = Stmt2Sender(options.url, options.user, options.password, options.database)
+        return cls(BindBuilder(max_rows=options.bind_max_rows), sender)
+
+    def build(self, events: Iterable[BalanceEvent]) -> list[BindRequest]:
+        return self._builder.build(events)
+
+    def open(self) -> None:
+        self._sender.open()
+
+    def send(self, request: BindRequest) -> int:
+        return self._sender.execute(request)
+
+    def close(self) -> None:
+        self._sender.close()
+
+
+def open_write_path(options: TDengineOptions, transport: Transport) -> SqlPath | Stmt2Path:
+    """The path ``options.write_api`` names; ``sql`` goes over ``transport``."""
+    if options.write_api == "stmt2":
+        return Stmt2Path.of(options)
+    return SqlPath(transport, options.database, options.max_statement_bytes)
