@@ -87,6 +87,22 @@ def test_secrets_from_files_and_never_in_repr_or_redacted(config_dir: Path) -> N
     assert "file-td-pw" not in shown and "file-sasl-pw" not in shown
 
 
+@pytest.mark.parametrize(
+    ("file_line", "env", "expected"),
+    [
+        ('password_file = "td.pw"\n', {"BALANCE_SINK_TDENGINE__PASSWORD": "env-pw"}, "env-pw"),
+        ('password = "file-pw"\n', {"BALANCE_SINK_TDENGINE__PASSWORD_FILE": "td.pw"}, "pw-in-file"),
+    ],
+)
+def test_a_password_from_the_environment_overrides_the_files_other_way(
+    config_dir: Path, file_line: str, env: dict[str, str], expected: str
+) -> None:
+    """As the README says: the environment overrides the file, whichever way each gives it."""
+    (config_dir / "td.pw").write_text("pw-in-file\n")
+    settings = load_settings(write(config_dir, NO_PASSWORD + file_line), env)
+    assert settings.tdengine.password == expected
+
+
 def test_every_problem_is_reported_and_names_its_field(config_dir: Path) -> None:
     text = """
 fee_schedule = "fees.toml"

@@ -189,6 +189,12 @@ def test_the_longer_of_two_overlapping_secrets_is_masked_whole() -> None:
     assert " x *** y *** z" in stream.getvalue()
 
 
+def test_a_short_secret_is_masked_where_it_stands_alone_only() -> None:
+    stream = configured(fmt="human", secrets=["x"])
+    log.info("max_rows=4 dsn=ws://root:x@host password x.")
+    assert stream.getvalue().endswith(" max_rows=4 dsn=ws://root:***@host password ***.\n")
+
+
 def test_empty_secrets_are_ignored() -> None:
     stream = configured(fmt="human", secrets=["", "hunter2"])
     log.info("nothing to hide")

@@ -332,6 +332,13 @@ def _convert(
         del table[name]
 
 
+_SECRET_ALTERNATIVES: Final = {
+    ("tdengine", "password"): "password_file",
+    ("tdengine", "password_file"): "password",
+}
+"""A secret field set from the environment -> the file's field it replaces."""
+
+
 def _apply_environment(raw: dict[str, Any], load: _Loader) -> None:
     for name, value in load.environ.items():
         if not name.startswith(ENV_PREFIX) or name in _NOT_OVERRIDES:
@@ -356,6 +363,9 @@ def _apply_environment(raw: dict[str, Any], load: _Loader) -> None:
             table[field] = [t.strip() for t in value.split(",") if t.strip()]
         else:
             table[field] = value
+            # The environment overrides the file: a secret given here replaces the
+            # file's other way of giving the same secret.
+            table.pop(_SECRET_ALTERNATIVES.get((section, field), ""), None)
         load.origins[f"{section}.{field}"] = (name, value)
 
 

@@ -98,6 +98,10 @@ class _Handler(logging.StreamHandler[TextIO]):
         self.addFilter(masker)
 
 
+_WHOLE_WORD_BELOW: Final = 8
+"""Secrets shorter than this are masked only between non-word characters."""
+
+
 class _SecretMasker(logging.Filter):
     """Replaces registered secrets in a record before any formatter renders it.
 
@@ -109,9 +113,13 @@ class _SecretMasker(logging.Filter):
         super().__init__()
         self.secrets: Final = frozenset(s for s in secrets if s)
         forms = {f for s in self.secrets for f in (s, repr(s)[1:-1], quote(s, safe=""))}
-        # Longest first, so a secret containing another is masked whole.
-        alternatives = sorted(forms, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, alternatives))) if forms else None
+        # Longest first, so a secret containing another is masked whole. A short one is
+        # masked only where it stands alone (a password "x" must not garble "max_rows").
+        alternatives = [
+            re.escape(f) if len(f) >= _WHOLE_WORD_BELOW else rf"(?<!\w){re.escape(f)}(?!\w)"
+            for f in sorted(forms, key=len, reverse=True)
+        ]
+        self._pattern = re.compile("|".join(alternatives)) if forms else None
 
     def mask(self, text: str) -> str:
         return self._pattern.sub(_MASK, text) if self._pattern else text
