@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import logging
 import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, tzinfo
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Final, Self
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -34,6 +32,7 @@ from standins.tdengine_double.engine import DEFAULT_SERVER_VERSION, Engine
 from standins.tdengine_double.errors import TDengineError
 from standins.tdengine_double.results import ExecResult, QueryResult
 from standins.tdengine_double.timefmt import format_timestamp
+from standins.tracked_http import TrackedHTTPServer
 
 __all__ = ("TDengineDouble", "encode_result")
 
@@ -157,34 +156,10 @@ def _go_quote(text: str) -> str:
     return json.dumps(text)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
+class _Server(TrackedHTTPServer):
     def __init__(self, address: tuple[str, int], double: TDengineDouble) -> None:
         self.double = double
-        self._active: set[socket.socket] = set()
-        self._active_lock = threading.Lock()
         super().__init__(address, _Handler)
-
-    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
-        with self._active_lock:
-            self._active.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
-        with self._active_lock:
-            self._active.discard(request)
-        super().shutdown_request(request)
-
-    def drop_connections(self) -> None:
-        """Cut every open client connection (used when refusing connections)."""
-        with self._active_lock:
-            active = list(self._active)
-        for sock in active:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -424,11 +399,7 @@ class TDengineDouble:
         self._server = self._thread = None
         if server is None:
             return
-        server.shutdown()
-        server.server_close()
-        server.drop_connections()
-        if thread is not None:
-            thread.join(timeout=5)
+        server.stop(thread)
 
     def stop(self) -> None:
         """Stop serving and close the storage."""

@@ -1,0 +1,54 @@
+"""A threaded HTTP server that knows its open connections and can cut them.
+
+The TDengine stand-in and the fault proxy both serve kept-alive clients; stopping
+either, or refusing connections, must cut the connections already open, or a client
+would keep talking to a server that is meant to be gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+__all__ = ("TrackedHTTPServer",)
+
+
+class TrackedHTTPServer(ThreadingHTTPServer):
+    """Serves each connection on a daemon thread and tracks it until it closes."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self._active: set[socket.socket] = set()
+        self._active_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        with self._active_lock:
+            self._active.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        with self._active_lock:
+            self._active.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Cut every open client connection."""
+        with self._active_lock:
+            active = list(self._active)
+        for sock in active:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def stop(self, thread: threading.Thread | None) -> None:
+        """Stop serving (``thread`` runs :meth:`serve_forever`), close, cut connections."""
+        self.shutdown()
+        self.server_close()
+        self.drop_connections()
+        if thread is not None:
+            thread.join(timeout=5)
