@@ -46,6 +46,8 @@ __all__ = (
 
 ENV_PREFIX: Final = "BALANCE_SINK_"
 SQL_LIMIT_BYTES: Final = 1_048_576
+MAX_IN_FLIGHT: Final = 8
+"""More batches in flight only hold more memory: one writer writes them in turn."""
 ClientValue = str | int | float | bool
 _SECRET_CLIENT_KEYS: Final = frozenset(
     {"sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret"}
@@ -111,6 +113,8 @@ class BatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_bytes: int = 1_000_000
     """Estimated SQL bytes; kept below TDengine's 1 MiB statement limit."""
     linger_ms: int = 500
+    max_in_flight: int = 1
+    """Batches being written while the next is read; 0: write synchronously."""
 
 
 class WorkerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -148,6 +152,7 @@ class LoopOptions(msgspec.Struct, frozen=True):
     max_rows: int
     max_bytes: int
     linger_ms: int
+    max_in_flight: int
     poll_timeout_ms: int
     retry_initial_backoff_ms: int
     retry_max_backoff_ms: int
@@ -402,6 +407,8 @@ def _check_values(sections: dict[str, Any], load: _Loader) -> None:
         (0 < batch.max_bytes <= SQL_LIMIT_BYTES, "batch.max_bytes", (),
          f"must be within 1 … {SQL_LIMIT_BYTES:,} (TDengine's SQL statement limit)"),
         (batch.linger_ms >= 1, "batch.linger_ms", (), "must be at least 1"),
+        (0 <= batch.max_in_flight <= MAX_IN_FLIGHT, "batch.max_in_flight", (),
+         f"must be within 0 … {MAX_IN_FLIGHT} (0: write synchronously)"),
         (worker.poll_timeout_ms >= 1, "worker.poll_timeout_ms", (), "must be at least 1"),
         (worker.retry_initial_backoff_ms >= 1, "worker.retry_initial_backoff_ms", (),
          "must be at least 1"),
