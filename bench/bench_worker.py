@@ -56,11 +56,13 @@ CHUNK = 100_000
 """Trades generated at a time (each chunk with a seed of its own)."""
 
 
-def sample(count: int, spread: UserSpread = UNIFORM) -> Iterator[bytes]:
-    """``count`` sample trades with trade ids 1..count (unique: no row overwrites another)."""
+def sample(count: int, spread: UserSpread = UNIFORM, first_id: int = 1) -> Iterator[bytes]:
+    """``count`` sample trades with trade ids from ``first_id`` (unique: no row overwrites
+    another). Another ``first_id`` gives the same users and times: other rows of the
+    same subtables."""
     for chunk in range(0, count, CHUNK):
         n = min(CHUNK, count - chunk)
-        yield from trade_lines(n, seed=chunk, spread=spread, first_trade_id=chunk + 1)
+        yield from trade_lines(n, seed=chunk, spread=spread, first_trade_id=first_id + chunk)
 
 
 def produce(bootstrap: str, topic: str, count: int, spread: UserSpread = UNIFORM) -> float:
@@ -107,7 +109,7 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
 
     inner: Sink
     tdengine = tdengine_options(args.tdengine_url or "http://localhost:6041",
-                                f"bench_{uuid.uuid4().hex[:8]}")  # fmt: skip
+                                args.database or f"bench_{uuid.uuid4().hex[:8]}")  # fmt: skip
     inner = StatementOnlySink() if args.mode == "statements" else _connect(tdengine)
     flushes: list[float] = []
     flushed_rows: list[int] = []
@@ -158,7 +160,7 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
     try:
         worker.run()
     finally:
-        if args.mode != "statements":
+        if args.mode != "statements" and not args.database:
             _drop_database(tdengine)
     elapsed = time.perf_counter() - started[0]
     flushes.sort()
@@ -221,8 +223,10 @@ def measure(
     count: int,
     url: str = "",
     batch: dict[str, Any] | None = None,
+    database: str = "",
 ) -> dict[str, Any]:
-    """One measurement in a fresh process: its JSON result."""
+    """One measurement in a fresh process: its JSON result (into ``database``, kept, if
+    given; else into a database of its own, dropped after)."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -240,6 +244,8 @@ def measure(
             url,
             "--batch-json",
             json.dumps(batch or {}),
+            "--database",
+            database,
         ],
         capture_output=True,
         text=True,
@@ -269,6 +275,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a [batch] setting, e.g. max_rows=50000 (repeatable)",
     )
     parser.add_argument("--only", default=",".join(MODES), help="comma-separated measurements")
+    parser.add_argument(
+        "--tables",
+        choices=("first", "exist"),
+        default="first",
+        help="first: each run writes a new database (every subtable created); exist: runs "
+        "write into a database already holding other rows of the same subtables",
+    )
     parser.add_argument("--verbose", action="store_true", help="print every run")
     parser.add_argument("--child", dest="mode")
     parser.add_argument("--bootstrap")
@@ -276,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int)
     parser.add_argument("--tdengine-url", default="")
     parser.add_argument("--batch-json", default="{}")
+    parser.add_argument("--database", default="")
     args = parser.parse_args(argv)  # fmt: skip
     if args.mode:
         child(args)
@@ -288,10 +302,15 @@ def main(argv: list[str] | None = None) -> int:
         UserSpread(users=args.users, kind="zipf", market_maker_share=0.5)
         if args.spread == "zipf" else UserSpread(users=args.users)
     )  # fmt: skip
-    print(f"input: {spread.label}, batch {batch or 'defaults'}, median of {args.runs} run(s)")
+    print(f"input: {spread.label}, batch {batch or 'defaults'}, tables {args.tables}, "
+          f"median of {args.runs} run(s)")  # fmt: skip
 
     def runs(mode: str, topic: str, count: int, url: str = "") -> list[dict[str, Any]]:
-        return [measure(mode, bootstrap, topic, count, url, batch) for _ in range(args.runs)]
+        if mode != "tdengine" or args.tables == "first":
+            return [measure(mode, bootstrap, topic, count, url, batch) for _ in range(args.runs)]
+        with warmed_database(url, count, spread) as database:
+            return [measure(mode, bootstrap, topic, count, url, batch, database)
+                    for _ in range(args.runs)]  # fmt: skip
 
     with kafka_bootstrap() as bootstrap:
         topic = f"bench-{uuid.uuid4().hex[:8]}"
@@ -321,6 +340,36 @@ def main(argv: list[str] | None = None) -> int:
         elif "tdengine" in only:
             print("(iii) worker -> TDengine: skipped, TDENGINE_URL is not set")
     return 0
+
+
+@contextmanager
+def warmed_database(url: str, count: int, spread: UserSpread) -> Iterator[str]:
+    """A database holding other rows (trade ids from 10^9) of the subtables that the
+    sample of ``count`` trades writes; dropped on exit."""
+    from worker.core.deriver import Deriver
+    from worker.core.fee_schedule import parse_fee_schedule
+    from worker.core.rejections import Rejection
+    from worker.engine.sink import MessageKey, MessageRows
+
+    options = tdengine_options(url, f"bench_{uuid.uuid4().hex[:8]}")
+    sink = _connect(options)
+    derive = Deriver(parse_fee_schedule(fee_schedule_text())).derive
+    try:
+        try:
+            groups: list[MessageRows] = []
+            for offset, line in enumerate(sample(count, spread, first_id=10**9)):
+                events = derive(line)
+                if not isinstance(events, Rejection):
+                    groups.append(MessageRows(MessageKey("warm-up", 0, offset), events))
+                if len(groups) == 5000:
+                    sink.write(groups)
+                    groups = []
+            sink.write(groups)
+        finally:
+            sink.close()
+        yield options.database
+    finally:
+        _drop_database(options)
 
 
 @contextmanager
