@@ -10,10 +10,14 @@ be in the URL; each run writes a database of its own, dropped afterwards).
 Each measurement runs ``--runs`` times; the median is reported (and every run with
 ``--verbose``). ``--spread zipf`` draws users from a Zipf distribution with half of the
 trades on a market maker; ``--batch KEY=VALUE`` overrides a ``[batch]`` setting;
-``--only`` picks measurements (``raw``, ``statements``, ``double``, ``tdengine``).
+``--only`` picks measurements (``raw``, ``statements``, ``double``, ``tdengine``);
+``--tables exist`` writes into a database already holding the subtables;
+``--remote-us-per-row`` adds a statement-only run that also waits that long per row, as
+for a server on another machine (how much a write's wait overlaps with reading).
 
 Run: ``python -m bench.bench_worker [--trades N] [--double-trades N] [--runs N]
-[--spread uniform|zipf] [--users N] [--batch max_rows=50000]... [--only a,b]``.
+[--spread uniform|zipf] [--users N] [--batch max_rows=50000]... [--only a,b]
+[--tables first|exist] [--remote-us-per-row US]``.
 """
 
 from __future__ import annotations
@@ -113,12 +117,16 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
     inner = StatementOnlySink() if args.mode == "statements" else _connect(tdengine)
     flushes: list[float] = []
     flushed_rows: list[int] = []
+    wait_s = args.remote_us_per_row / 1e6 if args.mode == "statements" else 0.0
 
     class TimedSink:
         def write(self, batch: Sequence[MessageRows]) -> SinkResult:
             start = time.perf_counter()
             try:
-                return inner.write(batch)
+                result = inner.write(batch)
+                if wait_s:  # a server elsewhere: waiting costs this process no CPU
+                    time.sleep(result.rows_written * wait_s)
+                return result
             finally:
                 flushes.append(time.perf_counter() - start)
                 flushed_rows.append(sum(len(rows.events) for rows in batch))
@@ -224,6 +232,7 @@ def measure(
     url: str = "",
     batch: dict[str, Any] | None = None,
     database: str = "",
+    remote_us_per_row: float = 0.0,
 ) -> dict[str, Any]:
     """One measurement in a fresh process: its JSON result (into ``database``, kept, if
     given; else into a database of its own, dropped after)."""
@@ -246,6 +255,8 @@ def measure(
             json.dumps(batch or {}),
             "--database",
             database,
+            "--remote-us-per-row",
+            str(remote_us_per_row),
         ],
         capture_output=True,
         text=True,
@@ -290,6 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tdengine-url", default="")
     parser.add_argument("--batch-json", default="{}")
     parser.add_argument("--database", default="")
+    parser.add_argument(
+        "--remote-us-per-row",
+        type=float,
+        default=0.0,
+        help="statement-only sink: also wait this long per row, as for a server on another "
+        "machine (a network wait that uses none of this machine's CPU)",
+    )
     args = parser.parse_args(argv)  # fmt: skip
     if args.mode:
         child(args)
@@ -326,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         if "statements" in only:
             _report("(i) worker, statement-only sink", runs("statements", topic, args.trades),
                     raw_rate, args.verbose)  # fmt: skip
+        if "statements" in only and args.remote_us_per_row:
+            remote = [measure("statements", bootstrap, topic, args.trades, "", batch, "",
+                              args.remote_us_per_row) for _ in range(args.runs)]  # fmt: skip
+            name = f"(i') statement-only + {args.remote_us_per_row:g} us/row remote wait"
+            _report(name, remote, raw_rate, args.verbose)
         small = f"{topic}-double"
         real = os.environ.get("TDENGINE_URL")
         if only & {"double", "tdengine"}:
