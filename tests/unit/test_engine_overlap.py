@@ -269,6 +269,36 @@ def test_a_revoke_gives_up_on_a_write_not_ended_within_the_budget_and_commits_no
     assert consumer.commits == [[(T, 0, 1)]]
 
 
+@pytest.mark.parametrize("max_in_flight", [0, 1], ids=["inline", "thread"])
+def test_a_write_failing_while_a_revoke_waits_pauses_consumption(max_in_flight: int) -> None:
+    consumer = FakeConsumer([msgs(0, range(1)) + msgs(1, range(1, 2)), msgs(0, range(2, 3))])
+    sink = RecordingSink(failures=1)
+    engine = member(consumer, 0, 1, sink=sink, max_in_flight=max_in_flight)
+    engine.step()  # buffered, not due
+    consumer.rebalance("revoke", 1)  # written inside the revoke: the write fails
+    assert engine.paused and consumer.paused == [(T, 0), (T, 1)] and consumer.commits == []
+    while not consumer.commits:
+        engine.step()
+    assert sink.batches == [keys(0, range(1))]  # the retry leaves partition 1 to its next owner
+    assert not engine.paused and consumer.commits == [[(T, 0, 1)]]
+
+
+@pytest.mark.parametrize("max_in_flight", [0, 1], ids=["inline", "thread"])
+def test_a_failed_write_stored_by_a_revoke_resumes_consumption(max_in_flight: int) -> None:
+    consumer = FakeConsumer([msgs(0, range(1)) + msgs(1, range(1, 2)), msgs(0, range(2, 3))])
+    sink = RecordingSink(failures=1)
+    engine = member(consumer, 0, 1, sink=sink, max_rows=2 * TRADE_ROWS,
+                    max_in_flight=max_in_flight, retry_initial_backoff_ms=60_000)  # fmt: skip
+    engine.step()  # due; the write fails: paused, the retry a minute away
+    while not engine.paused:
+        engine.step()
+    consumer.rebalance("revoke", 1)  # retried now, for partition 1, and stored
+    assert consumer.commits == [[(T, 0, 1), (T, 1, 2)]]
+    assert not engine.paused and consumer.resumed == [(T, 0), (T, 1)]
+    engine.step()  # reading goes on
+    assert engine.buffered_messages == 1
+
+
 def test_lost_partitions_in_flight_are_dropped_uncommitted() -> None:
     consumer = FakeConsumer([msgs(0, range(1)) + msgs(1, range(1, 3))])
     sink = HeldSink()

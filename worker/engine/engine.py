@@ -349,11 +349,14 @@ class Engine:
             )  # fmt: skip
 
     def _landed(self, landing: Landing) -> None:
-        """Pause while a write fails; resume once writes are stored again."""
+        """Pause while a write fails; resume once writes are stored again (and there is
+        room for the next)."""
         if landing == "failed" and not self._paused:
             self._set_paused(True)
         elif landing == "stored" and self._paused and not self._draining:
-            self._set_paused(False)
+            flusher = self._flusher
+            if not flusher.flights.full or not flusher.due():  # room, or nothing waits
+                self._set_paused(False)
 
     def _active(self) -> list[TopicPartition]:
         return [TopicPartition(t, p) for t, p in sorted(self._tracker.assigned - self._held)]
@@ -386,12 +389,14 @@ class Engine:
         self._metrics.rebalances.labels("revoke").inc()
         gone = {(tp.topic, tp.partition) for tp in partitions}
         if not self._failed:
-            wait_s = self._settings.poll_timeout_ms / 1000
-            if not self._flusher.settle(gone, wait_s, self._beat):
+            flusher = self._flusher
+            if not flusher.settle(gone, self._settings.poll_timeout_ms / 1000, self._beat):
                 logger.warning(
                     "revoked partitions' writes not stored in time; the next owner re-reads "
                     "them", extra=log_context(partitions=sorted(gone)),
                 )  # fmt: skip
+            # The writes waited for may have failed, or succeeded after failing.
+            self._landed("failed" if flusher.failing else "stored")
             if not self._committer.commit(only=gone):
                 logger.warning(
                     "revoked partitions given up with offsets uncommitted; the next owner "
