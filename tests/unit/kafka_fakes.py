@@ -127,9 +127,11 @@ class FakeConsumer:
             return []
         poll = self.polls.popleft()
         held = [m for m in poll if (m.topic(), m.partition()) in self.pausing]
+        given = [m for m in poll if (m.topic(), m.partition()) not in self.pausing]
+        held += given[num_messages:]  # more than asked for: the rest comes next time
         if held:  # a paused partition's messages come once it is resumed
             self.polls.appendleft(held)
-        return [m for m in poll if (m.topic(), m.partition()) not in self.pausing]
+        return given[:num_messages]
 
     def commit(
         self, *, offsets: list[TopicPartition], asynchronous: Literal[False]

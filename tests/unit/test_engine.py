@@ -88,6 +88,18 @@ def test_a_flush_is_due_when_the_oldest_message_lingered_long_enough() -> None:
     assert len(sink.batches) == 1 and consumer.commits == [[(T, 0, 3)]]
 
 
+def test_a_poll_reads_no_more_than_fits_in_the_batch_so_it_is_due_at_max_rows() -> None:
+    many = [message(0, o, LINES[o % len(LINES)]) for o in range(1500)]
+    consumer = FakeConsumer([many])
+    sink = RecordingSink()
+    engine = member(consumer, 0, sink=sink, max_rows=1000 * 4)  # 1,000 trades
+    engine.step()
+    assert [len(batch) for batch in sink.batches] == [1000]  # not the whole poll of 1,500
+    assert consumer.commits == [[(T, 0, 1000)]]
+    engine.step()  # the rest: 500 messages, not due
+    assert engine.buffered_messages == 500
+
+
 # -- transient failure: pause, keep polling, retry, resume ---------------------------------
 
 

@@ -75,7 +75,11 @@ __all__ = (
 logger = logging.getLogger(__name__)
 
 CONSUME_BATCH: Final = 2000
-"""Messages taken from librdkafka per consume() call."""
+"""Messages taken from librdkafka per consume() call at most."""
+
+CONSUME_LEAST: Final = 500
+"""Messages asked for at least, even when fewer fit in the batch: smaller polls would
+cost more calls than the rows by which a batch may pass its limits (2,000) are worth."""
 
 WAIT_BEFORE_PAUSE_S: Final = 5.0
 """How long a due batch waits for a write to end before the partitions are paused.
@@ -259,18 +263,19 @@ class Engine:
         flights = flusher.flights
         poll_s = self._settings.poll_timeout_ms / 1000
         messages: list[Message] = []
+        most = flusher.room(CONSUME_BATCH, CONSUME_LEAST)
         if self._paused and flights.running_since is not None:
             flights.wait(poll_s)  # until a write ends; then serve rebalances
-            messages = self._consumer.consume(CONSUME_BATCH, 0)
+            messages = self._consumer.consume(most, 0)
         elif self._paused:
             timeout = poll_s
             if flusher.failing:
                 timeout = min(timeout, max(0.0, flusher.retry_at - self._clock()))
-            messages = self._consumer.consume(CONSUME_BATCH, timeout)
+            messages = self._consumer.consume(most, timeout)
         elif flights.full and flusher.due():
             flights.wait(poll_s)  # no room for the due batch: read nothing meanwhile
         else:
-            messages = self._consumer.consume(CONSUME_BATCH, poll_s)
+            messages = self._consumer.consume(most, poll_s)
         if messages:
             self._take(messages)
         self._landed(flusher.collect())

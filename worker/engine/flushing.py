@@ -18,8 +18,9 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
+from worker.core.events import EVENTS_PER_TRADE
 from worker.engine.backoff import Backoff
-from worker.engine.batch import Batch, TopicPartition as TP
+from worker.engine.batch import ROW_SQL_BYTES, Batch, TopicPartition as TP
 from worker.engine.errors import SinkGaveUp
 from worker.engine.flights import Flight, Flights
 from worker.engine.health import EngineHealth
@@ -105,6 +106,15 @@ class Flusher:
     def pending(self) -> bool:
         """Something read is not stored yet."""
         return bool(len(self.batch) or self.flights)
+
+    def room(self, most: int, least: int) -> int:
+        """How many messages to read next: as many as still fit in the batch by rows and
+        estimated bytes (a trade is four rows), within ``least`` … ``most``, so a batch
+        is due at its limits, not a whole poll past them."""
+        settings, batch = self._settings, self.batch
+        rows = min(settings.max_rows - batch.row_count,
+                   (settings.max_bytes - batch.sql_bytes) // ROW_SQL_BYTES)  # fmt: skip
+        return max(least, min(most, -(-rows // EVENTS_PER_TRADE)))
 
     def due(self) -> bool:
         """Whether the batch is due (by rows, estimated bytes or age)."""
