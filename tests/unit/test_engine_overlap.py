@@ -17,7 +17,7 @@ import pytest
 from worker.engine.batch import Batch
 from worker.engine.dead_letters import DeadLetter
 from worker.engine.engine import WAIT_BEFORE_PAUSE_S, Engine, EngineStopped
-from worker.engine.sink import MessageKey, MessageRows, SinkResult
+from worker.engine.sink import AllStored, MessageKey, MessageRows, SinkResult
 from worker.engine.writes import InlineWrites, StoreJob, ThreadWrites, Written
 from worker.ops.metrics import Metrics
 from worker.tdengine.errors import FatalStoreError, TransientStoreError
@@ -310,6 +310,63 @@ def test_lost_partitions_in_flight_are_dropped_uncommitted() -> None:
     assert sink.writing and consumer.commits == []
     let_one_go(sink, engine)
     engine.step()
+    assert consumer.commits == [[(T, 0, 1)]]
+
+
+# -- a sink that prepares on the engine's thread ------------------------------------------
+
+
+class PreparingSink(RecordingSink):
+    """Prepares (the keys) on one thread and sends on another; records both; ``send``
+    fails the first ``failures`` times."""
+
+    def __init__(self, failures: int = 0) -> None:
+        super().__init__(failures)
+        self.prepared_on: list[str] = []
+        self.sent: list[tuple[str, object]] = []
+        self.written: list[list[MessageKey]] = []
+
+    def prepare(self, batch: Sequence[MessageRows]) -> object:
+        self.prepared_on.append(threading.current_thread().name)
+        return tuple(rows.key for rows in batch)
+
+    def send(self, prepared: object) -> SinkResult:
+        self.sent.append((threading.current_thread().name, prepared))
+        if self.failures:
+            self.failures -= 1
+            raise self.error
+        assert isinstance(prepared, tuple)
+        return AllStored(len(prepared) * TRADE_ROWS)
+
+    def write(self, batch: Sequence[MessageRows]) -> SinkResult:
+        self.written.append([rows.key for rows in batch])
+        return super().write(batch)
+
+
+def test_a_preparing_sink_prepares_on_the_engines_thread_and_only_sends_on_the_writer() -> None:
+    consumer = FakeConsumer([msgs(0, range(2)), msgs(0, range(2, 4))])
+    sink = PreparingSink(failures=1)
+    engine = member(consumer, 0, sink=sink, max_rows=2 * TRADE_ROWS, max_in_flight=1)
+    while len(consumer.commits) < 2:
+        engine.step()
+    assert sink.prepared_on == [threading.current_thread().name] * 2  # once per batch
+    first, second = tuple(keys(0, range(2))), tuple(keys(0, range(2, 4)))
+    writer = "balance-sink-writer"
+    assert sink.sent == [(writer, first), (writer, first), (writer, second)]  # a retry resends
+    assert sink.written == [] and consumer.commits == [[(T, 0, 2)], [(T, 0, 4)]]
+    assert engine.totals.rows == 4 * TRADE_ROWS
+
+
+def test_a_prepared_batch_that_lost_partitions_is_written_not_sent() -> None:
+    consumer = FakeConsumer([msgs(0, range(1)) + msgs(1, range(1, 2))])
+    sink = PreparingSink(failures=1)
+    engine = member(consumer, 0, 1, sink=sink, max_rows=2 * TRADE_ROWS, max_in_flight=1)
+    while not engine.paused:  # prepared, sent, failed
+        engine.step()
+    consumer.rebalance("lost", 1)
+    while not consumer.commits:
+        engine.step()
+    assert sink.written == [keys(0, range(1))]  # its prepared rows held partition 1's
     assert consumer.commits == [[(T, 0, 1)]]
 
 

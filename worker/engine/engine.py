@@ -42,13 +42,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from worker.core.deriver import Deriver
 from worker.engine.backoff import Backoff
 from worker.engine.batch import Batch, TopicPartition as TP
 from worker.engine.dead_letters import DeadLetter, DeadLetterError, DeadLetters
-from worker.engine.decode import decode_batch
+from worker.engine.decode import check_kafka_error, decode_batch
 from worker.engine.errors import EngineStopped, SinkGaveUp
 from worker.engine.flushing import Flusher, Landing, Totals
 from worker.engine.health import EngineHealth
@@ -56,7 +56,7 @@ from worker.engine.kafka import KafkaConsumer
 from worker.engine.offsets import Committer, OffsetOrderError, OffsetTracker
 from worker.engine.ranges import RangeBounds
 from worker.engine.settings import EngineSettings
-from worker.engine.sink import Sink, SinkFatalError
+from worker.engine.sink import PreparingSink, Sink, SinkFatalError
 from worker.engine.store import store_batch
 from worker.engine.writes import Writes, writes_for
 from worker.ops.logs import log_context
@@ -77,9 +77,9 @@ logger = logging.getLogger(__name__)
 CONSUME_BATCH: Final = 2000
 """Messages taken from librdkafka per consume() call at most."""
 
-CONSUME_LEAST: Final = 500
+CONSUME_LEAST: Final = 100
 """Messages asked for at least, even when fewer fit in the batch: smaller polls would
-cost more calls than the rows by which a batch may pass its limits (2,000) are worth."""
+cost more calls than the rows by which a batch may pass its limits (400) are worth."""
 
 WAIT_BEFORE_PAUSE_S: Final = 5.0
 """How long a due batch waits for a write to end before the partitions are paused.
@@ -135,6 +135,7 @@ class Engine:
         backoff = Backoff(settings.retry_initial_backoff_ms / 1000,
                           settings.retry_max_backoff_ms / 1000)  # fmt: skip
         self._committer = Committer(consumer, self._tracker, metrics, backoff, clock)
+        self._preparing = sink if isinstance(sink, PreparingSink) else None
         self._writes = writes or writes_for(settings.max_in_flight, self._store)
         self.totals = Totals()
         self._flusher = Flusher(
@@ -291,7 +292,7 @@ class Engine:
         bounds = self._bounds
         if bounds is not None:
             messages = bounds.admit(messages)
-        decoded = decode_batch(messages, self._derive, self._on_kafka_error)
+        decoded = decode_batch(messages, self._derive, check_kafka_error)
         if decoded.last_offsets:
             self._flusher.batch.add_consumed(
                 decoded.rows, decoded.dead_letters, decoded.row_count, decoded.last_offsets
@@ -303,17 +304,6 @@ class Engine:
         for (topic, partition), count in decoded.counts.items():
             self._metrics.messages_consumed.labels(topic, str(partition)).inc(count)
         self.totals.messages += sum(decoded.counts.values())
-
-    def _on_kafka_error(self, error: KafkaError) -> None:
-        code = error.code()
-        if code == KafkaError._PARTITION_EOF:
-            return
-        if code == KafkaError._AUTO_OFFSET_RESET or error.fatal():
-            raise EngineStopped(
-                f"Kafka: {error.str()} ({error.name()}); offsets were lost during the read "
-                "or the client cannot go on"
-            )
-        logger.warning("consumer error: %s", error.str(), extra=log_context(code=error.name()))
 
     def _hold(self, tp: TP, end: int) -> None:
         """Pause ``tp`` for good: its range is read."""
@@ -339,6 +329,9 @@ class Engine:
             return
         if not flusher.due():
             return
+        batch = flusher.batch
+        if self._preparing is not None and batch.prepared is None and batch.rows:
+            batch.prepared = self._preparing.prepare(batch.rows)  # here, not on the writer
         if not flusher.flights.full:
             self._landed(flusher.submit())
             return
