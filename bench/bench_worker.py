@@ -13,11 +13,12 @@ trades on a market maker; ``--batch KEY=VALUE`` overrides a ``[batch]`` setting;
 ``--only`` picks measurements (``raw``, ``statements``, ``double``, ``tdengine``);
 ``--tables exist`` writes into a database already holding the subtables;
 ``--remote-us-per-row`` adds a statement-only run that also waits that long per row, as
-for a server on another machine (how much a write's wait overlaps with reading).
+for a server on another machine (how much a write's wait overlaps with reading); with
+``--prepare`` its statements are built on the engine's thread (a ``PreparingSink``).
 
 Run: ``python -m bench.bench_worker [--trades N] [--double-trades N] [--runs N]
 [--spread uniform|zipf] [--users N] [--batch max_rows=50000]... [--only a,b]
-[--tables first|exist] [--remote-us-per-row US]``.
+[--tables first|exist] [--remote-us-per-row US [--prepare]]``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from confluent_kafka import Consumer
@@ -134,6 +135,21 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
         def close(self) -> None:
             inner.close()
 
+    class PreparingTimedSink(TimedSink):
+        """Builds the statements in ``prepare`` (the engine's thread); ``send`` waits."""
+
+        def prepare(self, batch: Sequence[MessageRows]) -> object:
+            return inner.write(batch), sum(len(rows.events) for rows in batch)
+
+        def send(self, prepared: object) -> SinkResult:
+            start = time.perf_counter()
+            result, rows = cast(tuple[SinkResult, int], prepared)
+            time.sleep(result.rows_written * wait_s)
+            flushes.append(time.perf_counter() - start)
+            flushed_rows.append(rows)
+            return result
+
+    sink = PreparingTimedSink() if args.prepare and args.mode == "statements" else TimedSink()
     settings = Settings(
         fee_schedule="(the sample schedule)",
         kafka=KafkaSettings(bootstrap_servers=args.bootstrap, group_id=uuid.uuid4().hex,
@@ -149,7 +165,7 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
         ),
     )  # fmt: skip
     worker = assemble_worker(
-        settings, deriver=Deriver(parse_fee_schedule(fee_schedule_text())), sink=TimedSink()
+        settings, deriver=Deriver(parse_fee_schedule(fee_schedule_text())), sink=sink
     )
     started: list[float] = []
 
@@ -233,6 +249,7 @@ def measure(
     batch: dict[str, Any] | None = None,
     database: str = "",
     remote_us_per_row: float = 0.0,
+    prepare: bool = False,
 ) -> dict[str, Any]:
     """One measurement in a fresh process: its JSON result (into ``database``, kept, if
     given; else into a database of its own, dropped after)."""
@@ -257,6 +274,7 @@ def measure(
             database,
             "--remote-us-per-row",
             str(remote_us_per_row),
+            *(["--prepare"] if prepare else []),
         ],
         capture_output=True,
         text=True,
@@ -302,6 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-json", default="{}")
     parser.add_argument("--database", default="")
     parser.add_argument(
+        "--prepare",
+        action="store_true",
+        help="with --remote-us-per-row: build the statements on the engine's thread "
+        "(PreparingSink), leaving the writer thread only the wait",
+    )
+    parser.add_argument(
         "--remote-us-per-row",
         type=float,
         default=0.0,
@@ -346,9 +370,10 @@ def main(argv: list[str] | None = None) -> int:
                     raw_rate, args.verbose)  # fmt: skip
         if "statements" in only and args.remote_us_per_row:
             remote = [measure("statements", bootstrap, topic, args.trades, "", batch, "",
-                              args.remote_us_per_row) for _ in range(args.runs)]  # fmt: skip
+                              args.remote_us_per_row, args.prepare)
+                      for _ in range(args.runs)]  # fmt: skip
             name = f"(i') statement-only + {args.remote_us_per_row:g} us/row remote wait"
-            _report(name, remote, raw_rate, args.verbose)
+            _report(name + (", prepared" if args.prepare else ""), remote, raw_rate, args.verbose)
         small = f"{topic}-double"
         real = os.environ.get("TDENGINE_URL")
         if only & {"double", "tdengine"}:

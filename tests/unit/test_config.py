@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from worker.engine.batch import ROW_SQL_BYTES
 from worker.errors import ConfigError
 from worker.ops.config import ConfigErrors, load_settings
 
@@ -50,7 +51,8 @@ def test_minimal_config_gets_safe_defaults(config_dir: Path) -> None:
     assert consumer["enable.auto.commit"] is False
     assert consumer["enable.auto.offset.store"] is False
     assert consumer["partition.assignment.strategy"] == "cooperative-sticky"
-    assert settings.loop.max_bytes <= 1_048_576
+    assert settings.loop.max_rows * ROW_SQL_BYTES <= settings.loop.max_bytes  # rows come first
+    assert settings.loop.max_in_flight == 1
 
 
 def test_a_batch_may_span_statements_and_writes_in_flight_are_bounded(config_dir: Path) -> None:

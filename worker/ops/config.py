@@ -111,10 +111,12 @@ class KafkaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class BatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``[batch]``: a flush is due at whichever limit comes first."""
 
-    max_rows: int = 20_000
-    max_bytes: int = 1_000_000
-    """Estimated SQL bytes (``ROW_SQL_BYTES`` a row); the writer splits a batch into
-    statements within TDengine's limit, so this may exceed it."""
+    max_rows: int = 50_000
+    """Measured against TDengine 3.3.6 (README, "Batch size"): about 7 % more rows/s than
+    20,000, for twice the flush latency."""
+    max_bytes: int = 8_000_000
+    """Estimated SQL bytes (``ROW_SQL_BYTES`` a row, so ``max_rows`` comes first); the
+    writer splits a batch into statements within TDengine's limit."""
     linger_ms: int = 500
     max_in_flight: int = 1
     """Batches being written while the next is read; 0: write synchronously."""
