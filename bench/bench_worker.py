@@ -4,9 +4,21 @@ Pre-produces trades to a 4-partition topic, then measures, each in a fresh proce
 the raw confluent-kafka consume rate (no processing: the ceiling for a Python
 consumer), (i) the worker with a sink that builds the INSERT statements and discards
 them (the worker's own cost), (ii) the worker against the REST test double (run as its
-own process), and (iii) against real TDengine when TDENGINE_URL is set.
+own process), and (iii) against real TDengine when TDENGINE_URL is set (credentials may
+be in the URL; each run writes a database of its own, dropped afterwards).
 
-Run: ``python -m bench.bench_worker [--trades N] [--double-trades N]``.
+Each measurement runs ``--runs`` times; the median is reported (and every run with
+``--verbose``). ``--spread zipf`` draws users from a Zipf distribution with half of the
+trades on a market maker; ``--batch KEY=VALUE`` overrides a ``[batch]`` setting;
+``--only`` picks measurements (``raw``, ``statements``, ``double``, ``tdengine``);
+``--tables exist`` writes into a database already holding the subtables;
+``--remote-us-per-row`` adds a statement-only run that also waits that long per row, as
+for a server on another machine (how much a write's wait overlaps with reading); with
+``--prepare`` its statements are built on the engine's thread (a ``PreparingSink``).
+
+Run: ``python -m bench.bench_worker [--trades N] [--double-trades N] [--runs N]
+[--spread uniform|zipf] [--users N] [--batch max_rows=50000]... [--only a,b]
+[--tables first|exist] [--remote-us-per-row US [--prepare]]``.
 """
 
 from __future__ import annotations
@@ -14,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -22,30 +35,46 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
 
 from confluent_kafka import Consumer
 
-from standins.samples import fee_schedule_text, trade_lines
+from standins.samples import UNIFORM, UserSpread, fee_schedule_text, trade_lines
 from worker.commands.demo import create_topics, produce_lines
+from worker.tdengine.errors import SchemaMismatchError
+from worker.tdengine.options import TDengineOptions
+from worker.tdengine.schema import (
+    composite_key_keyword,
+    create_stable_sql,
+    parse_server_version,
+    server_version_sql,
+)
+from worker.tdengine.sink import TDengineSink
+from worker.tdengine.sql import quote_identifier
+from worker.tdengine.transport import open_transport
+from worker.tdengine.writer import TDengineWriter
 
 PARTITIONS = 4
 OUT = Path(__file__).resolve().parent / "out"
+CHUNK = 100_000
+"""Trades generated at a time (each chunk with a seed of its own)."""
 
 
-def produce(bootstrap: str, topic: str, count: int) -> float:
+def sample(count: int, spread: UserSpread = UNIFORM, first_id: int = 1) -> Iterator[bytes]:
+    """``count`` sample trades with trade ids from ``first_id`` (unique: no row overwrites
+    another). Another ``first_id`` gives the same users and times: other rows of the
+    same subtables."""
+    for chunk in range(0, count, CHUNK):
+        n = min(CHUNK, count - chunk)
+        yield from trade_lines(n, seed=chunk, spread=spread, first_trade_id=first_id + chunk)
+
+
+def produce(bootstrap: str, topic: str, count: int, spread: UserSpread = UNIFORM) -> float:
     """Create a 4-partition topic and produce ``count`` sample trades; seconds taken."""
     create_topics(bootstrap, {topic: PARTITIONS})
     start = time.perf_counter()
-    produce_lines(
-        bootstrap,
-        topic,
-        (
-            line
-            for chunk in range(0, count, 100_000)
-            for line in trade_lines(min(100_000, count - chunk), seed=chunk)
-        ),
-    )
+    produce_lines(bootstrap, topic, sample(count, spread))
     return time.perf_counter() - start
 
 
@@ -81,32 +110,52 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
     from worker.core.fee_schedule import parse_fee_schedule
     from worker.engine.sink import MessageRows, Sink, SinkResult
     from worker.ops.config import BatchSettings, KafkaSettings, Settings, WorkerSettings
-    from worker.tdengine.options import TDengineOptions
-    from worker.tdengine.sink import StatementOnlySink, TDengineSink
+    from worker.tdengine.sink import StatementOnlySink
 
     inner: Sink
-    tdengine = TDengineOptions(url=args.tdengine_url or "http://localhost:6041",
-                               database=f"bench_{uuid.uuid4().hex[:8]}")  # fmt: skip
-    inner = StatementOnlySink() if args.mode == "statements" else TDengineSink.connect(tdengine)
+    tdengine = tdengine_options(args.tdengine_url or "http://localhost:6041",
+                                args.database or f"bench_{uuid.uuid4().hex[:8]}")  # fmt: skip
+    inner = StatementOnlySink() if args.mode == "statements" else _connect(tdengine)
     flushes: list[float] = []
+    flushed_rows: list[int] = []
+    wait_s = args.remote_us_per_row / 1e6 if args.mode == "statements" else 0.0
 
     class TimedSink:
         def write(self, batch: Sequence[MessageRows]) -> SinkResult:
             start = time.perf_counter()
             try:
-                return inner.write(batch)
+                result = inner.write(batch)
+                if wait_s:  # a server elsewhere: waiting costs this process no CPU
+                    time.sleep(result.rows_written * wait_s)
+                return result
             finally:
                 flushes.append(time.perf_counter() - start)
+                flushed_rows.append(sum(len(rows.events) for rows in batch))
 
         def close(self) -> None:
             inner.close()
 
+    class PreparingTimedSink(TimedSink):
+        """Builds the statements in ``prepare`` (the engine's thread); ``send`` waits."""
+
+        def prepare(self, batch: Sequence[MessageRows]) -> object:
+            return inner.write(batch), sum(len(rows.events) for rows in batch)
+
+        def send(self, prepared: object) -> SinkResult:
+            start = time.perf_counter()
+            result, rows = cast(tuple[SinkResult, int], prepared)
+            time.sleep(result.rows_written * wait_s)
+            flushes.append(time.perf_counter() - start)
+            flushed_rows.append(rows)
+            return result
+
+    sink = PreparingTimedSink() if args.prepare and args.mode == "statements" else TimedSink()
     settings = Settings(
         fee_schedule="(the sample schedule)",
         kafka=KafkaSettings(bootstrap_servers=args.bootstrap, group_id=uuid.uuid4().hex,
                             topics=(args.topic,), dead_letter_topic=f"{args.topic}.dlq"),
         tdengine=tdengine,
-        batch=BatchSettings(max_rows=20_000, max_bytes=1_000_000, linger_ms=500),
+        batch=BatchSettings(**json.loads(args.batch_json)),
         worker=WorkerSettings(
             retry_initial_backoff_ms=200,
             retry_max_backoff_ms=5000,
@@ -116,7 +165,7 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
         ),
     )  # fmt: skip
     worker = assemble_worker(
-        settings, deriver=Deriver(parse_fee_schedule(fee_schedule_text())), sink=TimedSink()
+        settings, deriver=Deriver(parse_fee_schedule(fee_schedule_text())), sink=sink
     )
     started: list[float] = []
 
@@ -132,7 +181,11 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    worker.run()
+    try:
+        worker.run()
+    finally:
+        if args.mode != "statements" and not args.database:
+            _drop_database(tdengine)
     elapsed = time.perf_counter() - started[0]
     flushes.sort()
     progress = worker.progress
@@ -142,9 +195,42 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
         "rows": progress["rows"],
         "dead": progress["dead"],
         "flushes": len(flushes),
-        "p99_flush_s": flushes[int(len(flushes) * 0.99) - 1] if flushes else 0.0,
+        "rows_per_flush": sum(flushed_rows) / len(flushed_rows) if flushed_rows else 0.0,
+        "p99_flush_s": flushes[max(0, int(len(flushes) * 0.99) - 1)] if flushes else 0.0,
         "rss_mib": _rss_mib(),
     }
+
+
+def tdengine_options(url: str, database: str) -> TDengineOptions:
+    """Options for ``url`` (``http://user:password@host:port`` or without credentials)."""
+    parts = urlsplit(url)
+    plain = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    user = unquote(parts.username or "root")
+    password = unquote(parts.password or "taosdata")
+    return TDengineOptions(url=plain, database=database, user=user, password=password)
+
+
+def _connect(options: TDengineOptions) -> TDengineSink:
+    """The TDengine sink, schema created; if the start-up check refuses a server whose
+    ``SHOW DATABASES`` has no precision column (3.3.6.13), the schema is made here."""
+    try:
+        return TDengineSink.connect(options)
+    except SchemaMismatchError as exc:
+        if "precision is None" not in str(exc):
+            raise
+    transport = open_transport(options)
+    version = str(transport.query(server_version_sql()).rows[0][0])
+    keyword = composite_key_keyword(parse_server_version(version))
+    transport.execute(create_stable_sql(options.database, keyword))
+    return TDengineSink(TDengineWriter(transport, options), transport)
+
+
+def _drop_database(options: TDengineOptions) -> None:
+    transport = open_transport(options)
+    try:
+        transport.execute(f"DROP DATABASE IF EXISTS {quote_identifier(options.database)}")
+    finally:
+        transport.close()
 
 
 def _rss_mib() -> float:
@@ -154,7 +240,19 @@ def _rss_mib() -> float:
     return 0.0
 
 
-def measure(mode: str, bootstrap: str, topic: str, count: int, url: str = "") -> dict[str, Any]:
+def measure(
+    mode: str,
+    bootstrap: str,
+    topic: str,
+    count: int,
+    url: str = "",
+    batch: dict[str, Any] | None = None,
+    database: str = "",
+    remote_us_per_row: float = 0.0,
+    prepare: bool = False,
+) -> dict[str, Any]:
+    """One measurement in a fresh process: its JSON result (into ``database``, kept, if
+    given; else into a database of its own, dropped after)."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -170,6 +268,13 @@ def measure(mode: str, bootstrap: str, topic: str, count: int, url: str = "") ->
             str(count),
             "--tdengine-url",
             url,
+            "--batch-json",
+            json.dumps(batch or {}),
+            "--database",
+            database,
+            "--remote-us-per-row",
+            str(remote_us_per_row),
+            *(["--prepare"] if prepare else []),
         ],
         capture_output=True,
         text=True,
@@ -181,47 +286,138 @@ def measure(mode: str, bootstrap: str, topic: str, count: int, url: str = "") ->
     return result
 
 
+MODES = ("raw", "statements", "double", "tdengine")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--double-trades", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=1, help="runs per measurement (median)")
+    parser.add_argument("--spread", choices=("uniform", "zipf"), default="uniform")
+    parser.add_argument("--users", type=int, default=200_000)
+    parser.add_argument(
+        "--batch",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a [batch] setting, e.g. max_rows=50000 (repeatable)",
+    )
+    parser.add_argument("--only", default=",".join(MODES), help="comma-separated measurements")
+    parser.add_argument(
+        "--tables",
+        choices=("first", "exist"),
+        default="first",
+        help="first: each run writes a new database (every subtable created); exist: runs "
+        "write into a database already holding other rows of the same subtables",
+    )
+    parser.add_argument("--verbose", action="store_true", help="print every run")
     parser.add_argument("--child", dest="mode")
     parser.add_argument("--bootstrap")
     parser.add_argument("--topic")
     parser.add_argument("--count", type=int)
     parser.add_argument("--tdengine-url", default="")
-    args = parser.parse_args(argv)
+    parser.add_argument("--batch-json", default="{}")
+    parser.add_argument("--database", default="")
+    parser.add_argument(
+        "--prepare",
+        action="store_true",
+        help="with --remote-us-per-row: build the statements on the engine's thread "
+        "(PreparingSink), leaving the writer thread only the wait",
+    )
+    parser.add_argument(
+        "--remote-us-per-row",
+        type=float,
+        default=0.0,
+        help="statement-only sink: also wait this long per row, as for a server on another "
+        "machine (a network wait that uses none of this machine's CPU)",
+    )
+    args = parser.parse_args(argv)  # fmt: skip
     if args.mode:
         child(args)
         return 0
+    only = set(args.only.split(","))
+    if only - set(MODES):
+        parser.error(f"--only: choose from {', '.join(MODES)}")
+    batch = {key: int(value) for key, _, value in (b.partition("=") for b in args.batch)}
+    spread = (
+        UserSpread(users=args.users, kind="zipf", market_maker_share=0.5)
+        if args.spread == "zipf" else UserSpread(users=args.users)
+    )  # fmt: skip
+    print(f"input: {spread.label}, batch {batch or 'defaults'}, tables {args.tables}, "
+          f"median of {args.runs} run(s)")  # fmt: skip
+
+    def runs(mode: str, topic: str, count: int, url: str = "") -> list[dict[str, Any]]:
+        if mode != "tdengine" or args.tables == "first":
+            return [measure(mode, bootstrap, topic, count, url, batch) for _ in range(args.runs)]
+        with warmed_database(url, count, spread) as database:
+            return [measure(mode, bootstrap, topic, count, url, batch, database)
+                    for _ in range(args.runs)]  # fmt: skip
 
     with kafka_bootstrap() as bootstrap:
         topic = f"bench-{uuid.uuid4().hex[:8]}"
-        produced_s = produce(bootstrap, topic, args.trades)
-        print(f"produced {args.trades:,} trades in {produced_s:.1f} s")
-        raw = measure("raw", bootstrap, topic, args.trades)
-        raw_rate = raw["messages"] / raw["seconds"]
-        print(f"raw confluent-kafka consume:  {raw_rate:,.0f} msg/s (RSS {raw['rss_mib']:.0f} MiB)")
-        stm = measure("statements", bootstrap, topic, args.trades)
-        _report("(i) worker, statement-only sink", stm, raw_rate)
+        raw_rate = 0.0
+        if only & {"raw", "statements"}:
+            produced_s = produce(bootstrap, topic, args.trades, spread)
+            print(f"produced {args.trades:,} trades in {produced_s:.1f} s")
+        if "raw" in only:
+            raw = runs("raw", topic, args.trades)
+            raw_rate = statistics.median(r["messages"] / r["seconds"] for r in raw)
+            print(f"raw confluent-kafka consume:  {raw_rate:,.0f} msg/s "
+                  f"(RSS {statistics.median(r['rss_mib'] for r in raw):.0f} MiB)")  # fmt: skip
+        if "statements" in only:
+            _report("(i) worker, statement-only sink", runs("statements", topic, args.trades),
+                    raw_rate, args.verbose)  # fmt: skip
+        if "statements" in only and args.remote_us_per_row:
+            remote = [measure("statements", bootstrap, topic, args.trades, "", batch, "",
+                              args.remote_us_per_row, args.prepare)
+                      for _ in range(args.runs)]  # fmt: skip
+            name = f"(i') statement-only + {args.remote_us_per_row:g} us/row remote wait"
+            _report(name + (", prepared" if args.prepare else ""), remote, raw_rate, args.verbose)
         small = f"{topic}-double"
-        produce(bootstrap, small, args.double_trades)
-        with rest_double() as url:
-            _report(
-                "(ii) worker -> REST double",
-                measure("tdengine", bootstrap, small, args.double_trades, url),
-                raw_rate,
-            )
         real = os.environ.get("TDENGINE_URL")
-        if real:
-            _report(
-                "(iii) worker -> TDengine",
-                measure("tdengine", bootstrap, small, args.double_trades, real),
-                raw_rate,
-            )
-        else:
+        if only & {"double", "tdengine"}:
+            produce(bootstrap, small, args.double_trades, spread)
+        if "double" in only:
+            with rest_double() as url:
+                double = runs("tdengine", small, args.double_trades, url)
+                _report("(ii) worker -> REST double", double, raw_rate, args.verbose)
+        if "tdengine" in only and real:
+            _report("(iii) worker -> TDengine", runs("tdengine", small, args.double_trades, real),
+                    raw_rate, args.verbose)  # fmt: skip
+        elif "tdengine" in only:
             print("(iii) worker -> TDengine: skipped, TDENGINE_URL is not set")
     return 0
+
+
+@contextmanager
+def warmed_database(url: str, count: int, spread: UserSpread) -> Iterator[str]:
+    """A database holding other rows (trade ids from 10^9) of the subtables that the
+    sample of ``count`` trades writes; dropped on exit."""
+    from worker.core.deriver import Deriver
+    from worker.core.fee_schedule import parse_fee_schedule
+    from worker.core.rejections import Rejection
+    from worker.engine.sink import MessageKey, MessageRows
+
+    options = tdengine_options(url, f"bench_{uuid.uuid4().hex[:8]}")
+    sink = _connect(options)
+    derive = Deriver(parse_fee_schedule(fee_schedule_text())).derive
+    try:
+        try:
+            groups: list[MessageRows] = []
+            for offset, line in enumerate(sample(count, spread, first_id=10**9)):
+                events = derive(line)
+                if not isinstance(events, Rejection):
+                    groups.append(MessageRows(MessageKey("warm-up", 0, offset), events))
+                if len(groups) == 5000:
+                    sink.write(groups)
+                    groups = []
+            sink.write(groups)
+        finally:
+            sink.close()
+        yield options.database
+    finally:
+        _drop_database(options)
 
 
 @contextmanager
@@ -260,12 +456,34 @@ def _double_url(proc: subprocess.Popen[str]) -> str:
     raise SystemExit("the TDengine double did not print its URL")
 
 
-def _report(name: str, result: dict[str, Any], raw_rate: float) -> None:
-    trades_s = result["messages"] / result["seconds"]
-    print(
-        f"{name}: {trades_s:,.0f} trades/s, {result['rows'] / result['seconds']:,.0f} rows/s, "
-        f"{trades_s / raw_rate:.2f} of raw, p99 flush {result['p99_flush_s'] * 1000:.0f} ms, "
-        f"{result['flushes']} flushes, peak RSS {result['rss_mib']:.0f} MiB"
+def _report(name: str, results: list[dict[str, Any]], raw_rate: float, verbose: bool) -> None:
+    """Print the median of ``results`` (and each run with ``verbose``)."""
+    rows = [_figures(r) for r in results]
+    if verbose and len(rows) > 1:
+        for i, figures in enumerate(rows, 1):
+            print(f"  run {i}: " + _line(figures, raw_rate))
+    median = {key: statistics.median(f[key] for f in rows) for key in rows[0]}
+    print(f"{name}: " + _line(median, raw_rate))
+
+
+def _figures(result: dict[str, Any]) -> dict[str, float]:
+    seconds = result["seconds"]
+    return {
+        "trades_s": result["messages"] / seconds,
+        "rows_s": result["rows"] / seconds,
+        "p99_flush_ms": result["p99_flush_s"] * 1000,
+        "flushes": result["flushes"],
+        "rows_per_flush": result.get("rows_per_flush", 0.0),
+        "rss_mib": result["rss_mib"],
+    }
+
+
+def _line(f: dict[str, float], raw_rate: float) -> str:
+    of_raw = f", {f['trades_s'] / raw_rate:.2f} of raw" if raw_rate else ""
+    return (
+        f"{f['trades_s']:,.0f} trades/s, {f['rows_s']:,.0f} rows/s{of_raw}, p99 flush "
+        f"{f['p99_flush_ms']:.0f} ms, {f['flushes']:.0f} flushes of {f['rows_per_flush']:,.0f} "
+        f"rows, peak RSS {f['rss_mib']:.0f} MiB"
     )
 
 

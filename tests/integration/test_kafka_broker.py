@@ -329,7 +329,7 @@ def test_partitions_idle_after_a_failed_commit_still_get_committed_to_the_high_w
          KafkaError.REQUEST_TIMED_OUT],
     )  # fmt: skip
     settings = LoopOptions(
-        max_rows=100_000, max_bytes=10**9, linger_ms=200, poll_timeout_ms=100,
+        max_rows=100_000, max_bytes=10**9, linger_ms=200, max_in_flight=1, poll_timeout_ms=100,
         retry_initial_backoff_ms=200, retry_max_backoff_ms=1000, dead_letter_timeout_s=5.0,
         shutdown_timeout_s=10.0, not_ready_after_failing_s=60.0, summary_interval_s=60.0,
     )  # fmt: skip

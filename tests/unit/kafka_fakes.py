@@ -1,12 +1,14 @@
 """Kafka test doubles for the engine: real ``Message`` objects, a fake clock and consumer.
 
-:class:`FakeConsumer` hands out scripted polls, records assign/pause/resume/commit
-calls, fails commits on request, and advances a :class:`FakeClock` by each poll's
-timeout, so backoff and linger run on simulated time: no test waits or times anything.
+:class:`FakeConsumer` hands out scripted polls (holding back paused partitions'
+messages), records assign/pause/resume/commit calls, fails commits on request, and
+advances a :class:`FakeClock` by each poll's timeout, so backoff and linger run on
+simulated time: no test waits or times anything.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple, cast
@@ -23,8 +25,9 @@ T = "trades"
 
 def engine_settings(**changes: Any) -> LoopOptions:
     """``[batch]`` and ``[worker]`` for engine tests: nothing is due by itself (no linger
-    within a test's polls), backoff from 0.1 s; ``changes`` override any field."""
-    batch = BatchSettings(max_rows=10_000, max_bytes=10**9, linger_ms=60_000)
+    within a test's polls), backoff from 0.1 s, writes inline (``max_in_flight=0``: one
+    step shows all it did); ``changes`` override any field."""
+    batch = BatchSettings(max_rows=10_000, max_bytes=10**9, linger_ms=60_000, max_in_flight=0)
     worker = WorkerSettings(retry_initial_backoff_ms=100, retry_max_backoff_ms=1000,
                             dead_letter_timeout_s=1.0, shutdown_timeout_s=5.0,
                             not_ready_after_failing_s=3.0)  # fmt: skip
@@ -32,16 +35,18 @@ def engine_settings(**changes: Any) -> LoopOptions:
 
 
 class FakeClock:
-    """A monotonic clock that moves only when told to."""
+    """A monotonic clock that moves only when told to (from any thread)."""
 
     def __init__(self, now: float = 1000.0) -> None:
         self.now = now
+        self._lock = threading.Lock()
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
+        with self._lock:
+            self.now += max(0.0, seconds)
 
 
 def message(
@@ -92,6 +97,8 @@ class FakeConsumer:
         self.assigned: list[tuple[str, int, int]] = []
         self.paused: list[tuple[str, int]] = []
         self.resumed: list[tuple[str, int]] = []
+        self.pausing: set[tuple[str, int]] = set()
+        """Partitions paused now: their messages are held back."""
         self.commits: list[list[tuple[str, int, int]]] = []
         """Offsets of every commit the broker accepted, in order."""
         self.commit_failures: deque[KafkaException] = deque()
@@ -104,14 +111,27 @@ class FakeConsumer:
         """Run at the start of the next polls, one each (rebalances, stop requests)."""
         self.consumes = 0
         self.closed = False
+        self.writes_run: Callable[[float], object] | None = None
+        """Given a poll's timeout, lets a write on another thread end within it (real
+        seconds), as a real poll does: the fake poll itself takes no real time."""
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
         self.consumes += 1
         assert self.consumes < self.max_consumes, "the engine did not stop by itself"
         if self.between_polls:
             self.between_polls.popleft()()
+        if self.writes_run is not None and timeout > 0:
+            self.writes_run(timeout)
         self.clock.advance(timeout)
-        return list(self.polls.popleft()) if self.polls else []
+        if not self.polls:
+            return []
+        poll = self.polls.popleft()
+        held = [m for m in poll if (m.topic(), m.partition()) in self.pausing]
+        given = [m for m in poll if (m.topic(), m.partition()) not in self.pausing]
+        held += given[num_messages:]  # more than asked for: the rest comes next time
+        if held:  # a paused partition's messages come once it is resumed
+            self.polls.appendleft(held)
+        return given[:num_messages]
 
     def commit(
         self, *, offsets: list[TopicPartition], asynchronous: Literal[False]
@@ -135,9 +155,11 @@ class FakeConsumer:
 
     def pause(self, partitions: list[TopicPartition]) -> None:
         self.paused.extend((tp.topic, tp.partition) for tp in partitions)
+        self.pausing.update((tp.topic, tp.partition) for tp in partitions)
 
     def resume(self, partitions: list[TopicPartition]) -> None:
         self.resumed.extend((tp.topic, tp.partition) for tp in partitions)
+        self.pausing.difference_update((tp.topic, tp.partition) for tp in partitions)
 
     def subscribe(self, topics: list[str], **callbacks: Callback | None) -> None:
         self.subscribed = list(topics)
@@ -148,6 +170,8 @@ class FakeConsumer:
     def rebalance(self, kind: Literal["assign", "revoke", "lost"], *partitions: int) -> None:
         """Call the engine's rebalance callback, as librdkafka does inside a poll."""
         self.callbacks[kind](self, [TopicPartition(T, p) for p in partitions])
+        if kind != "assign":
+            self.pausing.difference_update((T, p) for p in partitions)
 
     def close(self) -> None:
         self.closed = True

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from worker.engine.batch import ROW_SQL_BYTES
 from worker.errors import ConfigError
 from worker.ops.config import ConfigErrors, load_settings
 
@@ -50,7 +51,18 @@ def test_minimal_config_gets_safe_defaults(config_dir: Path) -> None:
     assert consumer["enable.auto.commit"] is False
     assert consumer["enable.auto.offset.store"] is False
     assert consumer["partition.assignment.strategy"] == "cooperative-sticky"
-    assert settings.loop.max_bytes <= 1_048_576
+    assert settings.loop.max_rows * ROW_SQL_BYTES <= settings.loop.max_bytes  # rows come first
+    assert settings.loop.max_in_flight == 1
+
+
+def test_a_batch_may_span_statements_and_writes_in_flight_are_bounded(config_dir: Path) -> None:
+    batch = "[batch]\nmax_bytes = 8000000\nmax_in_flight = 0\n"
+    settings = load_settings(write(config_dir, MINIMAL + batch), {})
+    assert (settings.loop.max_bytes, settings.loop.max_in_flight) == (8_000_000, 0)
+    assert load_settings(write(config_dir, MINIMAL), {}).loop.max_in_flight == 1
+    for bad in (-1, 9):
+        text = MINIMAL + f"[batch]\nmax_in_flight = {bad}\n"
+        assert problems(config_dir, text) == ["batch.max_in_flight"], bad
 
 
 def test_environment_overrides_the_file(config_dir: Path) -> None:
@@ -141,7 +153,7 @@ dead_letter_topic = "trades"
 url = "http://td:6041"
 password = "taosdata"
 [batch]
-max_bytes = 2000000
+max_bytes = 100000000
 """
     fields = problems(config_dir, text)
     assert fields == [
@@ -259,8 +271,8 @@ def test_a_bad_value_from_the_environment_names_the_variable(config_dir: Path) -
     (problem,) = load_problems(config_dir, MINIMAL + '[metrics]\nport = "abc"\n')
     assert str(problem) == "metrics.port: expected an integer, got a string"
     # A semantic check on an environment value names the variable too.
-    (problem,) = load_problems(config_dir, MINIMAL, {"BALANCE_SINK_BATCH__MAX_BYTES": "5000000"})
-    assert str(problem).startswith("BALANCE_SINK_BATCH__MAX_BYTES=5000000: batch.max_bytes: ")
+    (problem,) = load_problems(config_dir, MINIMAL, {"BALANCE_SINK_BATCH__MAX_BYTES": "500000000"})
+    assert str(problem).startswith("BALANCE_SINK_BATCH__MAX_BYTES=500000000: batch.max_bytes: ")
 
 
 def test_a_bad_secret_from_the_environment_names_the_variable_not_the_value(
@@ -273,7 +285,7 @@ def test_a_bad_secret_from_the_environment_names_the_variable_not_the_value(
 
 
 def test_every_problem_is_reported_in_one_run(config_dir: Path) -> None:
-    text = MINIMAL + '[batch]\nmax_rows = "lots"\nmax_bytes = 5000000\n[log]\nlevel = "loud"\n'
+    text = MINIMAL + '[batch]\nmax_rows = "lots"\nmax_bytes = 500000000\n[log]\nlevel = "loud"\n'
     proc = check_config(write(config_dir, text))
     assert proc.returncode == 2
     lines = proc.stderr.splitlines()

@@ -5,52 +5,31 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import KafkaError, KafkaException
 
-from standins.samples import fee_schedule_text, trade_lines
-from worker.core.deriver import Deriver
-from worker.core.fee_schedule import parse_fee_schedule
 from worker.engine.backoff import Backoff
 from worker.engine.batch import ROW_SQL_BYTES
 from worker.engine.dead_letters import DeadLetterError, ListedDeadLetters
-from worker.engine.engine import Engine, EngineStopped
+from worker.engine.engine import EngineStopped
 from worker.engine.signals import stop_on_signals
 from worker.engine.sink import AllStored, CountingSink, MessageKey, MessageRows, SinkResult
 from worker.ops.metrics import Metrics
-from worker.tdengine.errors import FatalStoreError, PermanentStoreError, TransientStoreError
+from worker.tdengine.errors import FatalStoreError, PermanentStoreError
 
-from .kafka_fakes import FakeConsumer, T, engine_settings, kafka_exception, message
+from .engine_support import LINES, RecordingSink, member, msgs, value
+from .kafka_fakes import FakeConsumer, T, kafka_exception, message
 
-LINES = trade_lines(60, seed=7, invalid_ratio=0.0)
+BOTH_MODES = pytest.mark.parametrize("max_in_flight", [0, 1], ids=["inline", "thread"])
+"""Writes inline (``batch.max_in_flight = 0``), or on the writer thread; tests that look
+after every step at what one step did write inline."""
 COMMIT_FAILURES = (
     KafkaError.ILLEGAL_GENERATION,
     KafkaError.REBALANCE_IN_PROGRESS,
     KafkaError.REQUEST_TIMED_OUT,
 )
-
-
-class RecordingSink(CountingSink):
-    """Counts rows; fails the first ``failures`` writes with ``error``; records each batch."""
-
-    def __init__(self, failures: int = 0, error: Exception | None = None) -> None:
-        self.failures = failures
-        self.error = error or TransientStoreError("connection refused")
-        self.batches: list[list[MessageKey]] = []
-        self.closed = False
-
-    def write(self, batch: Sequence[MessageRows]) -> SinkResult:
-        if self.failures:
-            self.failures -= 1
-            raise self.error
-        self.batches.append([rows.key for rows in batch])
-        return super().write(batch)
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class RefusingSink(CountingSink):
@@ -74,39 +53,6 @@ class _Refused(msgspec.Struct, frozen=True):
 class FailingDeadLetters(ListedDeadLetters):
     def flush(self, timeout_s: float) -> None:
         raise DeadLetterError("dead-letter topic 'dlq' did not acknowledge 1 record(s)")
-
-
-def make_engine(
-    consumer: FakeConsumer,
-    *,
-    sink: CountingSink | None = None,
-    dead_letters: ListedDeadLetters | None = None,
-    metrics: Metrics | None = None,
-    give_up_after_s: float | None = None,
-    **settings: Any,
-) -> Engine:
-    return Engine(
-        consumer=consumer, deriver=Deriver(parse_fee_schedule(fee_schedule_text())),
-        sink=sink or RecordingSink(), dead_letters=dead_letters or ListedDeadLetters(),
-        metrics=metrics or Metrics(), settings=engine_settings(**settings),
-        give_up_after_s=give_up_after_s, clock=consumer.clock,
-    )  # fmt: skip
-
-
-def member(consumer: FakeConsumer, *partitions: int, **kw: Any) -> Engine:
-    """An engine subscribed to ``T`` and assigned ``partitions``."""
-    engine = make_engine(consumer, **kw)
-    engine.subscribe([T])
-    consumer.rebalance("assign", *partitions)
-    return engine
-
-
-def msgs(partition: int, offsets: range) -> list[Message]:
-    return [message(partition, o, LINES[o]) for o in offsets]
-
-
-def value(metrics: Metrics, name: str, **labels: str) -> float:
-    return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 # -- flush triggers ----------------------------------------------------------------------
@@ -140,6 +86,18 @@ def test_a_flush_is_due_when_the_oldest_message_lingered_long_enough() -> None:
     assert sink.batches == [] and engine.buffered_messages == 3
     engine.step()
     assert len(sink.batches) == 1 and consumer.commits == [[(T, 0, 3)]]
+
+
+def test_a_poll_reads_no_more_than_fits_in_the_batch_so_it_is_due_at_max_rows() -> None:
+    many = [message(0, o, LINES[o % len(LINES)]) for o in range(1500)]
+    consumer = FakeConsumer([many])
+    sink = RecordingSink()
+    engine = member(consumer, 0, sink=sink, max_rows=1000 * 4)  # 1,000 trades
+    engine.step()
+    assert [len(batch) for batch in sink.batches] == [1000]  # not the whole poll of 1,500
+    assert consumer.commits == [[(T, 0, 1000)]]
+    engine.step()  # the rest: 500 messages, not due
+    assert engine.buffered_messages == 500
 
 
 # -- transient failure: pause, keep polling, retry, resume ---------------------------------
@@ -207,9 +165,17 @@ def test_invalid_messages_and_refused_rows_are_dead_lettered_before_the_commit()
     assert value(metrics, "balance_sink_trades_written_total") == 1
 
 
-def test_unacknowledged_dead_letters_stop_the_engine_uncommitted() -> None:
+@BOTH_MODES
+def test_unacknowledged_dead_letters_stop_the_engine_uncommitted(max_in_flight: int) -> None:
     consumer = FakeConsumer([[message(0, 0, b"{oops")]])
-    engine = member(consumer, 0, dead_letters=FailingDeadLetters(), max_rows=1, linger_ms=0)
+    engine = member(
+        consumer,
+        0,
+        dead_letters=FailingDeadLetters(),
+        max_rows=1,
+        linger_ms=0,
+        max_in_flight=max_in_flight,
+    )
     with pytest.raises(EngineStopped, match="did not acknowledge"):
         engine.run()
     assert consumer.commits == []
@@ -218,10 +184,13 @@ def test_unacknowledged_dead_letters_stop_the_engine_uncommitted() -> None:
 # -- revoke and lost ---------------------------------------------------------------------------
 
 
-def test_revoked_partitions_are_flushed_and_committed_before_they_are_given_up() -> None:
+@BOTH_MODES
+def test_revoked_partitions_are_flushed_and_committed_before_they_are_given_up(
+    max_in_flight: int,
+) -> None:
     consumer = FakeConsumer([msgs(0, range(2)) + msgs(1, range(2, 4)), [], msgs(0, range(4, 5))])
     sink = RecordingSink()
-    engine = member(consumer, 0, 1, sink=sink, linger_ms=10_000)
+    engine = member(consumer, 0, 1, sink=sink, linger_ms=10_000, max_in_flight=max_in_flight)
     engine.step()
     consumer.between_polls.append(lambda: consumer.rebalance("revoke", 1))
     engine.step()
@@ -233,10 +202,11 @@ def test_revoked_partitions_are_flushed_and_committed_before_they_are_given_up()
     assert consumer.commits[-1] == [(T, 0, 5)]
 
 
-def test_a_revoke_commits_offsets_still_owed_from_a_failed_commit() -> None:
+@BOTH_MODES
+def test_a_revoke_commits_offsets_still_owed_from_a_failed_commit(max_in_flight: int) -> None:
     consumer = FakeConsumer([msgs(1, range(3))])
     consumer.commit_failures.append(kafka_exception(KafkaError.REBALANCE_IN_PROGRESS))
-    engine = member(consumer, 1, max_rows=1)
+    engine = member(consumer, 1, max_rows=1, max_in_flight=max_in_flight)
     engine.step()  # stored; its commit failed
     assert consumer.commits == []
     consumer.rebalance("revoke", 1)  # before the retry time: the revoke commits it
@@ -244,10 +214,13 @@ def test_a_revoke_commits_offsets_still_owed_from_a_failed_commit() -> None:
     assert engine.assigned == frozenset()
 
 
-def test_a_revoke_whose_flush_fails_drops_the_partitions_messages_uncommitted() -> None:
+@BOTH_MODES
+def test_a_revoke_whose_flush_fails_drops_the_partitions_messages_uncommitted(
+    max_in_flight: int,
+) -> None:
     consumer = FakeConsumer([msgs(0, range(1)) + msgs(1, range(1, 3))])
     sink = RecordingSink(failures=1)
-    engine = member(consumer, 0, 1, sink=sink)
+    engine = member(consumer, 0, 1, sink=sink, max_in_flight=max_in_flight)
     engine.step()
     consumer.rebalance("revoke", 1)
     assert engine.buffered_messages == 1 and consumer.commits == []
@@ -257,13 +230,16 @@ def test_a_revoke_whose_flush_fails_drops_the_partitions_messages_uncommitted() 
     assert consumer.commits == [[(T, 0, 1)]]
 
 
-def test_lost_partitions_drop_buffered_messages_and_owed_offsets_uncommitted() -> None:
+@BOTH_MODES
+def test_lost_partitions_drop_buffered_messages_and_owed_offsets_uncommitted(
+    max_in_flight: int,
+) -> None:
     consumer = FakeConsumer([msgs(0, range(2)) + msgs(1, range(2, 4)), msgs(1, range(4, 5))])
     consumer.commit_failures.append(kafka_exception(KafkaError.ILLEGAL_GENERATION))
     sink = RecordingSink()
     metrics = Metrics()
     engine = member(consumer, 0, 1, sink=sink, metrics=metrics, max_rows=16,
-                    retry_initial_backoff_ms=1000)  # fmt: skip
+                    retry_initial_backoff_ms=1000, max_in_flight=max_in_flight)  # fmt: skip
     engine.step()  # both partitions stored; the commit failed: both owed
     engine.step()  # one more message of partition 1, buffered; no retry yet
     consumer.rebalance("lost", 1)
@@ -278,10 +254,13 @@ def test_lost_partitions_drop_buffered_messages_and_owed_offsets_uncommitted() -
 # -- fatal conditions --------------------------------------------------------------------------
 
 
-def test_a_fatal_sink_error_stops_the_engine_and_nothing_is_committed_even_on_close() -> None:
+@BOTH_MODES
+def test_a_fatal_sink_error_stops_the_engine_and_nothing_is_committed_even_on_close(
+    max_in_flight: int,
+) -> None:
     consumer = FakeConsumer([msgs(0, range(3))])
     sink = RecordingSink(failures=1, error=FatalStoreError("Authentication failure", code=0x357))
-    engine = member(consumer, 0, sink=sink, max_rows=1)
+    engine = member(consumer, 0, sink=sink, max_rows=1, max_in_flight=max_in_flight)
     with pytest.raises(EngineStopped, match="Authentication failure"):
         engine.run()
     consumer.rebalance("revoke", 0)  # as during close(): no flush, no commit
@@ -290,19 +269,21 @@ def test_a_fatal_sink_error_stops_the_engine_and_nothing_is_committed_even_on_cl
     assert sink.batches == []
 
 
-def test_a_fatal_kafka_error_stops_the_engine() -> None:
+@BOTH_MODES
+def test_a_fatal_kafka_error_stops_the_engine(max_in_flight: int) -> None:
     fatal = KafkaError(KafkaError._FATAL, "fenced", fatal=True)
     consumer = FakeConsumer([[message(0, -1, error=fatal)]])
-    engine = member(consumer, 0)
+    engine = member(consumer, 0, max_in_flight=max_in_flight)
     with pytest.raises(EngineStopped, match="cannot go on"):
         engine.run()
 
 
-def test_a_fatal_commit_error_stops_the_engine() -> None:
+@BOTH_MODES
+def test_a_fatal_commit_error_stops_the_engine(max_in_flight: int) -> None:
     consumer = FakeConsumer([msgs(0, range(1))])
     fenced = KafkaError(KafkaError._FENCED, "fenced by a newer member", fatal=True)
     consumer.commit_failures.append(KafkaException(fenced))
-    engine = member(consumer, 0, max_rows=1)
+    engine = member(consumer, 0, max_rows=1, max_in_flight=max_in_flight)
     with pytest.raises(EngineStopped, match="commit failed fatally"):
         engine.run()
 
@@ -310,9 +291,10 @@ def test_a_fatal_commit_error_stops_the_engine() -> None:
 # -- shutdown ------------------------------------------------------------------------------------
 
 
-def test_stop_flushes_commits_and_leaves_the_group_when_closed() -> None:
+@BOTH_MODES
+def test_stop_flushes_commits_and_leaves_the_group_when_closed(max_in_flight: int) -> None:
     consumer = FakeConsumer([msgs(0, range(3))])
-    engine = member(consumer, 0)
+    engine = member(consumer, 0, max_in_flight=max_in_flight)
     consumer.between_polls.extend([lambda: None, engine.stop])
     engine.run()
     assert consumer.commits == [[(T, 0, 3)]]
@@ -321,9 +303,18 @@ def test_stop_flushes_commits_and_leaves_the_group_when_closed() -> None:
     assert consumer.closed
 
 
-def test_a_flush_still_failing_at_the_shutdown_deadline_stops_uncommitted() -> None:
+@BOTH_MODES
+def test_a_flush_still_failing_at_the_shutdown_deadline_stops_uncommitted(
+    max_in_flight: int,
+) -> None:
     consumer = FakeConsumer([msgs(0, range(3))])
-    engine = member(consumer, 0, sink=RecordingSink(failures=10**6), shutdown_timeout_s=2.0)
+    engine = member(
+        consumer,
+        0,
+        sink=RecordingSink(failures=10**6),
+        shutdown_timeout_s=2.0,
+        max_in_flight=max_in_flight,
+    )
     consumer.between_polls.extend([lambda: None, engine.stop])
     start = consumer.clock()
     with pytest.raises(EngineStopped, match="shutdown flush failed"):
@@ -364,19 +355,21 @@ def test_an_owed_offset_is_replaced_by_a_later_one_and_never_goes_back() -> None
     assert consumer.commits == [[(T, 0, 6)]]
 
 
-def test_offsets_owed_at_shutdown_are_committed_before_leaving() -> None:
+@BOTH_MODES
+def test_offsets_owed_at_shutdown_are_committed_before_leaving(max_in_flight: int) -> None:
     consumer = FakeConsumer([msgs(0, range(2))])
     consumer.commit_failures.extend(kafka_exception(code) for code in COMMIT_FAILURES[:2])
-    engine = member(consumer, 0, max_rows=1)
+    engine = member(consumer, 0, max_rows=1, max_in_flight=max_in_flight)
     consumer.between_polls.extend([lambda: None, engine.stop])
     engine.run()
     assert consumer.commits == [[(T, 0, 2)]]
 
 
-def test_a_partition_the_broker_refuses_in_a_commit_stays_owed() -> None:
+@BOTH_MODES
+def test_a_partition_the_broker_refuses_in_a_commit_stays_owed(max_in_flight: int) -> None:
     consumer = FakeConsumer([msgs(0, range(1)) + msgs(1, range(1, 2))])
     consumer.commit_refusals.append({1})
-    engine = member(consumer, 0, 1, max_rows=1)
+    engine = member(consumer, 0, 1, max_rows=1, max_in_flight=max_in_flight)
     engine.step()
     engine.stop()
     engine.run()

@@ -28,7 +28,9 @@ TopicPartition = tuple[str, int]
 class Batch:
     """Messages read since the last successful flush."""
 
-    __slots__ = ("_clock", "created", "dead_letters", "high_offsets", "row_count", "rows")
+    __slots__ = (
+        "_clock", "created", "dead_letters", "high_offsets", "prepared", "row_count", "rows",
+    )  # fmt: skip
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -37,6 +39,8 @@ class Batch:
         self.high_offsets: dict[TopicPartition, int] = {}
         self.row_count = 0
         self.created = clock()
+        self.prepared: object | None = None
+        """The rows as a :class:`~worker.engine.sink.PreparingSink` prepared them."""
 
     def __len__(self) -> int:
         return len(self.rows) + len(self.dead_letters)
@@ -80,6 +84,7 @@ class Batch:
         gone = set(partitions)
         if not gone.intersection(self.high_offsets):
             return 0
+        self.prepared = None  # it holds their rows
         before = len(self)
         self.rows = [r for r in self.rows if (r.key.topic, r.key.partition) not in gone]
         self.dead_letters = [

@@ -1,7 +1,9 @@
-"""What one ``consume()`` returned, decoded: rows per message, or dead letters."""
+"""What one ``consume()`` returned, decoded: rows per message, or dead letters; and
+what its error events mean."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -12,9 +14,13 @@ from worker.core.events import EVENTS_PER_TRADE
 from worker.core.rejections import Rejection
 from worker.engine.batch import TopicPartition
 from worker.engine.dead_letters import DeadLetter, dead_letter_of
+from worker.engine.errors import EngineStopped
 from worker.engine.sink import MessageKey, MessageRows
+from worker.ops.logs import log_context
 
-__all__ = ("DecodedBatch", "decode_batch")
+__all__ = ("DecodedBatch", "check_kafka_error", "decode_batch")
+
+logger = logging.getLogger(__name__)
 
 
 class DecodedBatch(NamedTuple):
@@ -60,3 +66,17 @@ def decode_batch(
         counts[tp] = counts.get(tp, 0) + 1
         last[tp] = offset
     return DecodedBatch(rows, dead, row_count, last, counts)
+
+
+def check_kafka_error(error: KafkaError) -> None:
+    """An error event of a poll: ignored (end of partition), logged, or, when offsets
+    were lost during the read or the client cannot go on, :class:`EngineStopped`."""
+    code = error.code()
+    if code == KafkaError._PARTITION_EOF:
+        return
+    if code == KafkaError._AUTO_OFFSET_RESET or error.fatal():
+        raise EngineStopped(
+            f"Kafka: {error.str()} ({error.name()}); offsets were lost during the read "
+            "or the client cannot go on"
+        )
+    logger.warning("consumer error: %s", error.str(), extra=log_context(code=error.name()))

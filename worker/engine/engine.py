@@ -1,19 +1,27 @@
 """The stream engine: consume, decode, batch, store, dead-letter, commit.
 
-One thread consumes and decodes; a flush writes the whole batch to the sink, sends its
-dead letters and waits for their acknowledgement, and only then owes the consumer
-group, per partition, the highest offset of the batch plus one (see
-:mod:`worker.engine.offsets`), and commits it. Every message read is in the batch (as
-rows or as a dead letter), so nothing below a committed offset is ever missing; a crash
+One thread consumes and decodes. A due batch is handed to the writes
+(:mod:`worker.engine.writes`: one writer thread, or inline with ``batch.max_in_flight =
+0``), which write it to the sink, send its dead letters and wait for their
+acknowledgement, while the engine reads and derives the next batch. At most
+``max_in_flight`` batches are in flight (:mod:`worker.engine.flights`); only once a
+batch's write succeeded, and every batch before it landed, does the engine owe the
+consumer group, per partition, the batch's highest offset plus one (see
+:mod:`worker.engine.offsets`), and commit it. Every message read is in a batch (as rows
+or as a dead letter), so nothing below a committed offset is ever missing; a crash
 before the commit makes the next reader read the messages again, and their rows
 overwrite themselves (exactly-once results from at-least-once delivery). A commit that
 fails stays owed and is retried with backoff on later iterations, before a revoked
 partition is given up, and at the end.
 
-While a flush fails transiently, every assigned partition is paused and the engine
-keeps polling (so the member stays in the group) and retries with backoff; the batch
-cannot grow while paused. Revoked partitions are flushed and committed before they are
-given up; lost partitions are dropped without a commit.
+When the next batch is due and ``max_in_flight`` writes run, the engine reads nothing
+until one ends (after :data:`WAIT_BEFORE_PAUSE_S`, with every partition paused while it
+keeps polling), so memory stays bounded. While a write fails transiently, every
+assigned partition is paused, the engine keeps polling (so the member stays in the
+group) and writes the same batch again with backoff; nothing after it is committed.
+Revoked partitions' batches are written and committed before they are given up (the
+wait is bounded by ``shutdown_timeout_s``); lost partitions are dropped without a
+commit.
 
 Two ways to drive it, then :meth:`Engine.run`:
 
@@ -31,48 +39,53 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Final
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from worker.core.deriver import Deriver
 from worker.engine.backoff import Backoff
 from worker.engine.batch import Batch, TopicPartition as TP
-from worker.engine.dead_letters import DeadLetterError, DeadLetters
-from worker.engine.decode import decode_batch
+from worker.engine.dead_letters import DeadLetter, DeadLetterError, DeadLetters
+from worker.engine.decode import check_kafka_error, decode_batch
 from worker.engine.errors import EngineStopped, SinkGaveUp
+from worker.engine.flushing import Flusher, Landing, Totals
 from worker.engine.health import EngineHealth
 from worker.engine.kafka import KafkaConsumer
 from worker.engine.offsets import Committer, OffsetOrderError, OffsetTracker
 from worker.engine.ranges import RangeBounds
 from worker.engine.settings import EngineSettings
-from worker.engine.sink import Sink, SinkFatalError, SinkTransientError
+from worker.engine.sink import PreparingSink, Sink, SinkFatalError
 from worker.engine.store import store_batch
+from worker.engine.writes import Writes, writes_for
 from worker.ops.logs import log_context
 from worker.ops.metrics import Metrics
 
-__all__ = ("CONSUME_BATCH", "Engine", "EngineSettings", "EngineStopped", "SinkGaveUp", "Totals")
+__all__ = (
+    "CONSUME_BATCH",
+    "WAIT_BEFORE_PAUSE_S",
+    "Engine",
+    "EngineSettings",
+    "EngineStopped",
+    "SinkGaveUp",
+    "Totals",
+)
 
 logger = logging.getLogger(__name__)
 
 CONSUME_BATCH: Final = 2000
-"""Messages taken from librdkafka per consume() call."""
+"""Messages taken from librdkafka per consume() call at most."""
 
+CONSUME_LEAST: Final = 100
+"""Messages asked for at least, even when fewer fit in the batch: smaller polls would
+cost more calls than the rows by which a batch may pass its limits (400) are worth."""
 
-@dataclass(slots=True)
-class Totals:
-    """What the engine did so far."""
-
-    messages: int = 0
-    """Messages read (rows or dead letters)."""
-    rows: int = 0
-    """Rows the sink stored (or counted)."""
-    dead: Counter[str] = field(default_factory=Counter)
-    """Messages dead-lettered, by reason."""
-    flushes: int = 0
+WAIT_BEFORE_PAUSE_S: Final = 5.0
+"""How long a due batch waits for a write to end before the partitions are paused.
+Meanwhile nothing is polled (no rebalance is served); a shorter wait, the usual one
+when the store is the bottleneck, so costs no pause and resume, which would make
+librdkafka drop its prefetched messages and fetch them again."""
 
 
 class Engine:
@@ -85,6 +98,9 @@ class Engine:
         (the worker) keeps retrying, paused, for as long as it takes.
     clock:
         Monotonic clock of linger, backoff, health and deadlines (tests pass a fake).
+    writes:
+        Where batches are written; default :func:`~worker.engine.writes.writes_for`
+        ``settings.max_in_flight`` (a writer thread, or inline for 0).
     """
 
     def __init__(
@@ -98,6 +114,7 @@ class Engine:
         settings: EngineSettings,
         give_up_after_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        writes: Writes | None = None,
     ) -> None:
         self._consumer = consumer
         self._derive = deriver.derive
@@ -105,34 +122,44 @@ class Engine:
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._settings = settings
-        self._give_up_after_s = give_up_after_s
         self._clock = clock
-        self._batch = Batch(clock)
         self._tracker = OffsetTracker()
-        self._commits = True
         self._bounds: RangeBounds | None = None
         self._held: set[TP] = set()
         """Partitions paused for good: their range is read."""
-        initial_s = settings.retry_initial_backoff_ms / 1000
-        max_s = settings.retry_max_backoff_ms / 1000
-        self._flush_backoff = Backoff(initial_s, max_s)
-        self._retry_at = 0.0
         self.health = EngineHealth(settings, clock)
         self._paused = False
         self._draining = False
         self._stopping = False
         self._failed = False
-        self._committer = Committer(
-            consumer, self._tracker, metrics, Backoff(initial_s, max_s), clock
-        )
+        backoff = Backoff(settings.retry_initial_backoff_ms / 1000,
+                          settings.retry_max_backoff_ms / 1000)  # fmt: skip
+        self._committer = Committer(consumer, self._tracker, metrics, backoff, clock)
+        self._preparing = sink if isinstance(sink, PreparingSink) else None
+        self._writes = writes or writes_for(settings.max_in_flight, self._store)
         self.totals = Totals()
+        self._flusher = Flusher(
+            writes=self._writes, settings=settings, committer=self._committer,
+            metrics=metrics, health=self.health, totals=self.totals,
+            give_up_after_s=give_up_after_s, clock=clock,
+        )  # fmt: skip
 
     # -- progress ---------------------------------------------------------------------
 
     @property
     def buffered_messages(self) -> int:
-        """Messages read but not yet flushed."""
-        return len(self._batch)
+        """Messages read but not yet stored (buffered or being written)."""
+        return self._flusher.buffered_messages
+
+    @property
+    def in_flight(self) -> int:
+        """Batches handed to the writes and not yet taken off (stored, or to retry)."""
+        return len(self._flusher.flights)
+
+    def wait_for_write(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` (real seconds) for a running write to end; True if
+        one ended, or none runs. The next :meth:`step` takes it off."""
+        return self._flusher.flights.wait(timeout_s)
 
     @property
     def assigned(self) -> frozenset[TP]:
@@ -141,7 +168,8 @@ class Engine:
 
     @property
     def paused(self) -> bool:
-        """Whether consumption is paused (the sink is failing, or the engine drains)."""
+        """Whether consumption is paused (the sink is failing, writes are behind, or the
+        engine drains)."""
         return self._paused
 
     # -- driving -----------------------------------------------------------------------
@@ -160,7 +188,7 @@ class Engine:
         knows where each partition begins, even one that had nothing read yet.
         """
         self._bounds = bounds
-        self._commits = commit
+        self._flusher.commits = commit
         self.health.reading = True
         self._tracker.assign(bounds.ranges)
         self._held.update(tp for tp in bounds.ranges if tp not in bounds.reading)
@@ -200,12 +228,15 @@ class Engine:
             on_step()
 
     def close(self) -> None:
-        """Leave the group, then close the dead-letter producer and the sink.
+        """Leave the group, stop the writes, then close the dead-letter producer and the
+        sink.
 
         After a fatal condition, errors while closing are only logged, and a revoke
         during the close commits nothing.
         """
-        for close in (self._consumer.close, self._dead_letters.close, self._sink.close):
+        closes = (self._consumer.close, self._writes.close, self._dead_letters.close,
+                  self._sink.close)  # fmt: skip
+        for close in closes:
             if not self._failed:
                 close()
                 continue
@@ -216,6 +247,7 @@ class Engine:
 
     def _fail(self, exc: Exception) -> None:
         self._failed = True
+        self._flusher.flights.clear()
         logger.critical("stopping on a fatal condition: %s", exc)
 
     def _ranges_read(self) -> bool:
@@ -224,36 +256,45 @@ class Engine:
     # -- one iteration -------------------------------------------------------------------
 
     def step(self) -> None:
-        """One iteration: poll, flush when due (or when a failed flush may be retried),
-        and commit owed offsets whose retry time has come. :meth:`run` loops on it."""
-        self.health.beat()
-        now = self._clock()
-        timeout = self._settings.poll_timeout_ms / 1000
-        if self._paused:
-            timeout = min(timeout, max(0.0, self._retry_at - now))
-        messages = self._consumer.consume(CONSUME_BATCH, timeout)
+        """One iteration: poll (or wait for a write to end), take ended writes off,
+        write the batch when due (or retry failed writes when their time has come), and
+        commit owed offsets whose retry time has come. :meth:`run` loops on it."""
+        self._beat()
+        flusher = self._flusher
+        flights = flusher.flights
+        poll_s = self._settings.poll_timeout_ms / 1000
+        messages: list[Message] = []
+        most = flusher.room(CONSUME_BATCH, CONSUME_LEAST)
+        if self._paused and flights.running_since is not None:
+            flights.wait(poll_s)  # until a write ends; then serve rebalances
+            messages = self._consumer.consume(most, 0)
+        elif self._paused:
+            timeout = poll_s
+            if flusher.failing:
+                timeout = min(timeout, max(0.0, flusher.retry_at - self._clock()))
+            messages = self._consumer.consume(most, timeout)
+        elif flights.full and flusher.due():
+            flights.wait(poll_s)  # no room for the due batch: read nothing meanwhile
+        else:
+            messages = self._consumer.consume(most, poll_s)
         if messages:
             self._take(messages)
-        settings = self._settings
-        if self._paused:
-            if self._clock() >= self._retry_at:
-                self._flush()
-        elif self._batch.is_due(
-            max_rows=settings.max_rows, max_bytes=settings.max_bytes,
-            linger_s=settings.linger_ms / 1000,
-        ):  # fmt: skip
-            self._flush()
+        self._landed(flusher.collect())
+        self._write_when_due()
         if self._committer.due():
             self._committer.commit()
-        self._metrics.buffered_rows.set(self._batch.row_count)
+        self._metrics.buffered_rows.set(flusher.buffered_rows)
+
+    def _beat(self) -> None:
+        self.health.beat(self._flusher.flights.running_since)
 
     def _take(self, messages: list[Message]) -> None:
         bounds = self._bounds
         if bounds is not None:
             messages = bounds.admit(messages)
-        decoded = decode_batch(messages, self._derive, self._on_kafka_error)
+        decoded = decode_batch(messages, self._derive, check_kafka_error)
         if decoded.last_offsets:
-            self._batch.add_consumed(
+            self._flusher.batch.add_consumed(
                 decoded.rows, decoded.dead_letters, decoded.row_count, decoded.last_offsets
             )
         if bounds is not None:
@@ -264,96 +305,56 @@ class Engine:
             self._metrics.messages_consumed.labels(topic, str(partition)).inc(count)
         self.totals.messages += sum(decoded.counts.values())
 
-    def _on_kafka_error(self, error: KafkaError) -> None:
-        code = error.code()
-        if code == KafkaError._PARTITION_EOF:
-            return
-        if code == KafkaError._AUTO_OFFSET_RESET or error.fatal():
-            raise EngineStopped(
-                f"Kafka: {error.str()} ({error.name()}); offsets were lost during the read "
-                "or the client cannot go on"
-            )
-        logger.warning("consumer error: %s", error.str(), extra=log_context(code=error.name()))
-
     def _hold(self, tp: TP, end: int) -> None:
         """Pause ``tp`` for good: its range is read."""
         self._held.add(tp)
         self._consumer.pause([TopicPartition(*tp)])
         logger.info("partition done", extra=log_context(topic=tp[0], partition=tp[1], end=end))
 
-    # -- flushing ------------------------------------------------------------------------
+    # -- writing ------------------------------------------------------------------------
 
-    def _flush(self) -> bool:
-        """Store the batch, dead-letter, commit; False when it must be retried later."""
-        batch = self._batch
-        if not len(batch):
-            self._recovered()
-            return True
-        metrics = self._metrics
-        started = time.perf_counter()
-        try:
-            rows_written, dead = store_batch(
-                batch, self._sink, self._dead_letters, self._settings.dead_letter_timeout_s
-            )
-        except SinkTransientError as exc:
-            metrics.flush_duration.labels("transient_error").observe(time.perf_counter() - started)
-            self._backpressure(exc)
-            return False
-        except SinkFatalError:
-            metrics.flush_duration.labels("fatal_error").observe(time.perf_counter() - started)
-            raise
-        self._batch = Batch(self._clock)
-        if self._commits:
-            self._tracker.stored(batch.high_offsets)
-            self._committer.commit()
-        elapsed = time.perf_counter() - started
-        for item in dead:
-            metrics.dead_lettered.labels(item.reason).inc()
-        metrics.flush_duration.labels("ok").observe(elapsed)
-        metrics.events_written.inc(rows_written)
-        refused = len(dead) - len(batch.dead_letters)  # messages whose rows the store refused
-        metrics.trades_written.inc(len(batch.rows) - refused)
-        metrics.last_flush_timestamp.set(time.time())
-        totals = self.totals
-        totals.rows += rows_written
-        totals.dead.update(item.reason for item in dead)
-        totals.flushes += 1
-        logger.debug(
-            "flushed",
-            extra=log_context(messages=len(batch), rows=rows_written, dead_lettered=len(dead),
-                              seconds=round(elapsed, 4)),
-        )  # fmt: skip
-        self._recovered()
-        return True
+    def _store(self, batch: Batch) -> tuple[int, list[DeadLetter]]:
+        """The write of one batch (run by the writes: on the writer thread, or inline)."""
+        return store_batch(
+            batch, self._sink, self._dead_letters, self._settings.dead_letter_timeout_s
+        )
 
-    def _backpressure(self, exc: Exception) -> None:
+    def _write_when_due(self) -> None:
+        """Hand the due batch to the writes if one may start, or retry failed writes
+        whose time has come; pause when a due batch waited too long for room."""
+        flusher = self._flusher
+        if flusher.failing:
+            if self._clock() >= flusher.retry_at:
+                self._landed(flusher.retry_due())
+            return
+        if not flusher.due():
+            return
+        batch = flusher.batch
+        if self._preparing is not None and batch.prepared is None and batch.rows:
+            batch.prepared = self._preparing.prepare(batch.rows)  # here, not on the writer
+        if not flusher.flights.full:
+            self._landed(flusher.submit())
+            return
         now = self._clock()
-        if self.health.failing_since is None:
-            self.health.failing_since = now
-        failing_for = now - self.health.failing_since
-        delay = self._flush_backoff.next_delay()
-        limit = self._give_up_after_s
-        if limit is not None and failing_for + delay > limit:
-            raise SinkGaveUp(failing_for, exc) from exc
-        self._retry_at = now + delay
-        if not self._paused:
+        if flusher.blocked_since is None:
+            flusher.blocked_since = now
+        elif not self._paused and now - flusher.blocked_since >= WAIT_BEFORE_PAUSE_S:
             self._set_paused(True)
-        logger.warning(
-            "flush failed, partitions paused, retrying: %s", exc,
-            extra=log_context(retry_in_s=round(delay, 2), buffered_rows=self._batch.row_count),
-        )  # fmt: skip
-
-    def _recovered(self) -> None:
-        self._flush_backoff.reset()
-        since = self.health.failing_since
-        if since is not None:
-            failed_for_s = round(self._clock() - since, 1)
             logger.info(
-                "flush succeeded again, resuming", extra=log_context(failed_for_s=failed_for_s)
-            )
-            self.health.failing_since = None
-        if self._paused and not self._draining:
-            self._set_paused(False)
+                "writes behind: partitions paused until one ends",
+                extra=log_context(in_flight=len(flusher.flights),
+                                  buffered_rows=flusher.buffered_rows),
+            )  # fmt: skip
+
+    def _landed(self, landing: Landing) -> None:
+        """Pause while a write fails; resume once writes are stored again (and there is
+        room for the next)."""
+        if landing == "failed" and not self._paused:
+            self._set_paused(True)
+        elif landing == "stored" and self._paused and not self._draining:
+            flusher = self._flusher
+            if not flusher.flights.full or not flusher.due():  # room, or nothing waits
+                self._set_paused(False)
 
     def _active(self) -> list[TopicPartition]:
         return [TopicPartition(t, p) for t, p in sorted(self._tracker.assigned - self._held)]
@@ -386,12 +387,14 @@ class Engine:
         self._metrics.rebalances.labels("revoke").inc()
         gone = {(tp.topic, tp.partition) for tp in partitions}
         if not self._failed:
-            if gone.intersection(self._batch.high_offsets) and not self._flush():
-                dropped = self._batch.drop_partitions(gone)
+            flusher = self._flusher
+            if not flusher.settle(gone, self._settings.poll_timeout_ms / 1000, self._beat):
                 logger.warning(
-                    "could not flush revoked partitions; the next owner re-reads them",
-                    extra=log_context(dropped_messages=dropped),
-                )
+                    "revoked partitions' writes not stored in time; the next owner re-reads "
+                    "them", extra=log_context(partitions=sorted(gone)),
+                )  # fmt: skip
+            # The writes waited for may have failed, or succeeded after failing.
+            self._landed("failed" if flusher.failing else "stored")
             if not self._committer.commit(only=gone):
                 logger.warning(
                     "revoked partitions given up with offsets uncommitted; the next owner "
@@ -403,70 +406,84 @@ class Engine:
     def _on_lost(self, consumer: object, partitions: list[TopicPartition]) -> None:
         self._metrics.rebalances.labels("lost").inc()
         gone = {(tp.topic, tp.partition) for tp in partitions}
-        dropped = self._batch.drop_partitions(gone)
-        self._release(gone)
+        dropped = self._release(gone)
         logger.warning(
             "partitions lost; buffered messages and owed offsets dropped uncommitted",
             extra=log_context(partitions=sorted(gone), dropped_messages=dropped),
         )
 
-    def _release(self, gone: set[TP]) -> None:
+    def _release(self, gone: set[TP]) -> int:
+        """Give ``gone`` up: drop what is read of it and what it owes; returns the
+        buffered messages dropped."""
         self._tracker.release(gone)
+        dropped = self._flusher.drop(gone)
         self._held -= gone
         for topic, partition in gone:
             self._metrics.forget_partition(topic, partition)
         self._metrics.assigned_partitions.set(len(self._tracker.assigned))
-        idle = not self._tracker.assigned and not len(self._batch)
+        idle = not self._tracker.assigned and not self._flusher.pending
         if idle and self._paused and not self._draining:
-            # Nothing assigned and nothing buffered: no flush is pending.
+            # Nothing assigned, buffered or in flight: no write is pending.
             self.health.failing_since = None
             self._set_paused(False)
+        return dropped
 
     # -- the end ---------------------------------------------------------------------------
 
     def _drain(self) -> None:
-        """Flush the batch and make the owed commits, reading nothing new.
+        """Write the batch, let every write land, make the owed commits; read nothing new.
 
-        After :meth:`stop` both must be done within ``shutdown_timeout_s``; a flush not
-        done by then stops the engine uncommitted. At the end of the ranges the flush
-        may take as long as the sink may fail (``give_up_after_s``), and the commits
-        then get ``shutdown_timeout_s``.
+        After :meth:`stop` the writes must be done within ``shutdown_timeout_s``; a
+        write not done by then stops the engine uncommitted. At the end of the ranges
+        the writes may take as long as the sink may fail (``give_up_after_s``), and the
+        commits then get ``shutdown_timeout_s``.
         """
         self._draining = True
         if not self._paused:
             self._set_paused(True)
+        flusher = self._flusher
+        flights = flusher.flights
+        poll_s = self._settings.poll_timeout_ms / 1000
         budget = self._settings.shutdown_timeout_s
         flush_deadline = self._clock() + budget if self._stopping else math.inf
         commit_deadline: float | None = None
-        while len(self._batch) or self._tracker.owes():
+        while flusher.pending or self._tracker.owes():
+            flusher.collect()
             now = self._clock()
-            if len(self._batch):
-                if now >= self._retry_at and self._flush():
+            if flusher.pending:
+                if flusher.failing and now >= flusher.retry_at and flights.failed():
+                    flusher.retry_due()
                     continue
-                if self._retry_at > flush_deadline:
+                if not flusher.failing and len(flusher.batch) and not flights.full:
+                    flusher.submit()
+                    continue
+                running = flights.running_since is not None
+                wake = now if running or not flusher.failing else flusher.retry_at
+                if wake > flush_deadline or (running and now >= flush_deadline):
                     logger.error(
                         "could not flush before shutdown; messages stay uncommitted and will be "
-                        "re-read", extra=log_context(messages=len(self._batch)),
+                        "re-read", extra=log_context(messages=flusher.buffered_messages),
                     )  # fmt: skip
                     raise EngineStopped("shutdown flush failed; nothing further committed")
-                wake = self._retry_at
-            else:
-                if commit_deadline is None:
-                    commit_deadline = min(flush_deadline, now + budget)
-                if now >= self._committer.retry_at and self._committer.commit():
-                    continue
-                if self._committer.retry_at > commit_deadline:
-                    logger.warning(
-                        "commits still failing at the end; the next reader re-reads from the "
-                        "last committed offset (the rows are stored)",
-                    )
-                    return
-                wake = self._committer.retry_at
-            self._idle(wake)
+                if running:
+                    flights.wait(min(poll_s, flush_deadline - now))
+                self._idle(wake)
+                continue
+            if commit_deadline is None:
+                commit_deadline = min(flush_deadline, now + budget)
+            if now >= self._committer.retry_at and self._committer.commit():
+                continue
+            if self._committer.retry_at > commit_deadline:
+                logger.warning(
+                    "commits still failing at the end; the next reader re-reads from the "
+                    "last committed offset (the rows are stored)",
+                )
+                return
+            self._idle(self._committer.retry_at)
 
     def _idle(self, until: float) -> None:
         """Poll (paused: serving rebalances) until ``until`` or one poll timeout."""
-        self.health.beat()
+        self._beat()
         now = self._clock()
         timeout = min(self._settings.poll_timeout_ms / 1000, max(0.0, until - now))
         messages = self._consumer.consume(CONSUME_BATCH, timeout)

@@ -15,27 +15,34 @@ _MIN_LIVENESS_S = 60.0
 class EngineHealth:
     """Alive while the loop iterates; ready once reading, unless flushes fail for too long."""
 
-    __slots__ = ("_clock", "_heartbeat", "_settings", "failing_since", "reading")
+    __slots__ = ("_clock", "_heartbeat", "_settings", "_writing_since", "failing_since", "reading")
 
     def __init__(self, settings: EngineSettings, clock: Callable[[], float]) -> None:
         self._settings = settings
         self._clock = clock
         self._heartbeat = clock()
+        self._writing_since: float | None = None
         self.reading = False
         """Partitions were assigned (by the group, or ranges)."""
         self.failing_since: float | None = None
         """When flushes started failing; None while they succeed."""
 
-    def beat(self) -> None:
-        """The loop iterated."""
+    def beat(self, writing_since: float | None = None) -> None:
+        """The loop iterated; ``writing_since``: when the oldest write still running began."""
         self._heartbeat = self._clock()
+        self._writing_since = writing_since
 
     def liveness(self) -> tuple[bool, str]:
-        """Alive while the loop keeps iterating (a stuck poll or write is not alive)."""
-        idle = self._clock() - self._heartbeat
+        """Alive while the loop keeps iterating and writes end (a stuck poll or write is
+        not alive)."""
+        now = self._clock()
+        idle = now - self._heartbeat
         limit = max(_MIN_LIVENESS_S, 4 * self._settings.shutdown_timeout_s)
         if idle > limit:
             return False, f"consumer loop has not iterated for {idle:.0f} s"
+        since = self._writing_since
+        if since is not None and now - since > limit:
+            return False, f"a write has not ended for {now - since:.0f} s"
         return True, "ok"
 
     def readiness(self) -> tuple[bool, str]:

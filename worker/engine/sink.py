@@ -11,12 +11,15 @@ A sink stores the rows of many messages in one :meth:`Sink.write`. It either
 * or raises :class:`SinkFatalError`: the engine stops and commits nothing further.
 
 Any other exception is a bug and stops the engine the same way.
+
+A sink may also be a :class:`PreparingSink`: its write split into CPU work and the
+store's round trips, so that a writer thread only waits (see the class).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from confluent_kafka import Message
 
@@ -28,6 +31,7 @@ __all__ = (
     "CountingSink",
     "MessageKey",
     "MessageRows",
+    "PreparingSink",
     "Sink",
     "SinkFatalError",
     "SinkResult",
@@ -85,6 +89,28 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class PreparingSink(Protocol):
+    """A sink whose write is :meth:`prepare` then :meth:`send`.
+
+    The engine prepares a batch on its own thread when it is due, and the writer thread
+    only sends it: CPU work in either thread holds the GIL, so a writer thread overlaps
+    reading only with waits. ``prepare`` may run while an earlier batch is sent; it
+    does no I/O and raises only for bugs (rows the store will refuse are ``send``'s to
+    report). ``send`` answers as :meth:`Sink.write` does; a retry sends the same
+    prepared batch again. A batch changed after it was prepared (a revoke) is written
+    with :meth:`Sink.write` instead.
+    """
+
+    def prepare(self, batch: Sequence[MessageRows]) -> object:
+        """What :meth:`send` needs to store ``batch`` (statements, bound columns, ...)."""
+        ...
+
+    def send(self, prepared: object) -> SinkResult:
+        """Store a prepared batch, or raise a sink error."""
         ...
 
 

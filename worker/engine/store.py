@@ -6,7 +6,7 @@ import logging
 
 from worker.engine.batch import Batch
 from worker.engine.dead_letters import SINK_REJECTED, DeadLetter, DeadLetters, dead_letter_of
-from worker.engine.sink import MessageRows, Sink
+from worker.engine.sink import MessageRows, PreparingSink, Sink
 from worker.ops.logs import log_context
 
 __all__ = ("store_batch",)
@@ -17,14 +17,19 @@ logger = logging.getLogger(__name__)
 def store_batch(
     batch: Batch, sink: Sink, dead_letters: DeadLetters, dead_letter_timeout_s: float
 ) -> tuple[int, list[DeadLetter]]:
-    """Write the rows, dead-letter what cannot be stored, wait for the acknowledgements.
+    """Write the rows (send them, if prepared), dead-letter what cannot be stored, wait
+    for the acknowledgements.
 
     Returns the rows written and every message dead-lettered: the batch's own, then
     those whose rows the store refused. Raises what the sink raises before anything is
     dead-lettered, and ``DeadLetterError`` when the dead letters were not confirmed;
     only after a normal return may the batch's offsets be committed.
     """
-    result = sink.write(batch.rows) if batch.rows else None
+    result = None
+    if batch.prepared is not None and isinstance(sink, PreparingSink):
+        result = sink.send(batch.prepared)
+    elif batch.rows:
+        result = sink.write(batch.rows)
     dead = list(batch.dead_letters)
     if result is not None and result.rejected:
         by_key = {rows.key: rows for rows in batch.rows}

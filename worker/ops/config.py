@@ -45,7 +45,11 @@ __all__ = (
 )
 
 ENV_PREFIX: Final = "BALANCE_SINK_"
-SQL_LIMIT_BYTES: Final = 1_048_576
+MAX_BATCH_BYTES: Final = 64 * 1_048_576
+"""A batch is sent in statements of at most ``tdengine.max_statement_bytes``; this only
+bounds the memory a batch may take."""
+MAX_IN_FLIGHT: Final = 8
+"""More batches in flight only hold more memory: one writer writes them in turn."""
 ClientValue = str | int | float | bool
 _SECRET_CLIENT_KEYS: Final = frozenset(
     {"sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret"}
@@ -107,10 +111,15 @@ class KafkaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class BatchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``[batch]``: a flush is due at whichever limit comes first."""
 
-    max_rows: int = 20_000
-    max_bytes: int = 1_000_000
-    """Estimated SQL bytes; kept below TDengine's 1 MiB statement limit."""
+    max_rows: int = 50_000
+    """Measured against TDengine 3.3.6 (README, "Batch size"): about 7 % more rows/s than
+    20,000, for twice the flush latency."""
+    max_bytes: int = 8_000_000
+    """Estimated SQL bytes (``ROW_SQL_BYTES`` a row, so ``max_rows`` comes first); the
+    writer splits a batch into statements within TDengine's limit."""
     linger_ms: int = 500
+    max_in_flight: int = 1
+    """Batches being written while the next is read; 0: write synchronously."""
 
 
 class WorkerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -148,6 +157,7 @@ class LoopOptions(msgspec.Struct, frozen=True):
     max_rows: int
     max_bytes: int
     linger_ms: int
+    max_in_flight: int
     poll_timeout_ms: int
     retry_initial_backoff_ms: int
     retry_max_backoff_ms: int
@@ -409,9 +419,11 @@ def _check_values(sections: dict[str, Any], load: _Loader) -> None:
     log: LogSettings = sections.get("log", LogSettings())
     checks: list[tuple[bool, str, tuple[str, ...], str]] = [
         (batch.max_rows >= 1, "batch.max_rows", (), "must be at least 1"),
-        (0 < batch.max_bytes <= SQL_LIMIT_BYTES, "batch.max_bytes", (),
-         f"must be within 1 … {SQL_LIMIT_BYTES:,} (TDengine's SQL statement limit)"),
+        (0 < batch.max_bytes <= MAX_BATCH_BYTES, "batch.max_bytes", (),
+         f"must be within 1 … {MAX_BATCH_BYTES:,}"),
         (batch.linger_ms >= 1, "batch.linger_ms", (), "must be at least 1"),
+        (0 <= batch.max_in_flight <= MAX_IN_FLIGHT, "batch.max_in_flight", (),
+         f"must be within 0 … {MAX_IN_FLIGHT} (0: write synchronously)"),
         (worker.poll_timeout_ms >= 1, "worker.poll_timeout_ms", (), "must be at least 1"),
         (worker.retry_initial_backoff_ms >= 1, "worker.retry_initial_backoff_ms", (),
          "must be at least 1"),
