@@ -104,3 +104,31 @@ def test_transient_errors_are_retried_then_raised_for_the_batch() -> None:
         writer.write(groups(2))
     recovered = FakeTaosws(failures={"connect": [refused] * 2})
     assert stmt2_writer(recovered).write(groups(2)).rows_written == 8
+
+
+def test_a_prepared_write_sends_the_same_way_again_after_a_failure() -> None:
+    """prepare() builds once; every send() starts from it (a retry carries nothing over)."""
+    module = FakeTaosws(
+        refused_tables={"u102_a1": "[0x060B] Internal error: `Timestamp data out of range`"},
+        failures={"execute": ["[0x0117] Internal error: `Invalid pointer`"]},
+    )
+    writer = stmt2_writer(module, retry_max_elapsed_s=0.0)
+    prepared = writer.prepare(groups(4))
+    binds_after_prepare = len(module.binds)
+    with pytest.raises(TransientStoreError):
+        writer.send(prepared)
+    first, second = writer.send(prepared), writer.send(prepared)
+    assert binds_after_prepare == 0  # prepare does no I/O
+    for result in (first, second):
+        assert [key for key, _ in result.rejected] == [("trades", 0, 2)]
+        assert result.rows_written == 12
+
+
+def test_the_tdengine_sink_is_a_preparing_sink() -> None:
+    from worker.engine.sink import PreparingSink
+    from worker.tdengine.sink import TDengineSink
+
+    sink = TDengineSink(stmt2_writer(FakeTaosws()), NoTransport())
+    assert isinstance(sink, PreparingSink)
+    with pytest.raises(TypeError, match="what prepare"):
+        sink.send(object())

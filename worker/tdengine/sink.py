@@ -15,7 +15,13 @@ from worker.tdengine.sql import InsertBuilder
 from worker.tdengine.stmt2 import DEFAULT_MAX_ROWS, BindBuilder
 from worker.tdengine.transport import Transport, open_transport
 from worker.tdengine.write_paths import WriteRequest
-from worker.tdengine.writer import TDengineWriter, WriteResult, WriterObserver, init_database
+from worker.tdengine.writer import (
+    PreparedWrite,
+    TDengineWriter,
+    WriteResult,
+    WriterObserver,
+    init_database,
+)
 
 __all__ = ("BindOnlySink", "BuildOnlySink", "StatementOnlySink", "TDengineSink")
 
@@ -49,6 +55,16 @@ class TDengineSink:
 
     def write(self, batch: Sequence[MessageRows]) -> WriteResult[MessageKey]:
         return self._writer.write(batch)
+
+    def prepare(self, batch: Sequence[MessageRows]) -> PreparedWrite[MessageKey]:
+        """Build the batch's requests (on the engine's thread; see ``PreparingSink``)."""
+        return self._writer.prepare(batch)
+
+    def send(self, prepared: object) -> WriteResult[MessageKey]:
+        """Send what :meth:`prepare` built (on the writer thread)."""
+        if not isinstance(prepared, PreparedWrite):
+            raise TypeError(f"send() takes what prepare() returned, not {type(prepared)!r}")
+        return self._writer.send(prepared)
 
     def close(self) -> None:
         self._writer.close()

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
@@ -44,6 +45,7 @@ from worker.tdengine.write_paths import WritePath, WriteRequest, open_write_path
 __all__ = (
     "KeyedRows",
     "NullObserver",
+    "PreparedWrite",
     "RowGroup",
     "SchemaReport",
     "TDengineWriter",
@@ -100,6 +102,18 @@ class WriteResult(msgspec.Struct, Generic[_K], frozen=True):
     rows_written: int
     statements: int
     rejected: list[tuple[_K, PermanentStoreError]]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedWrite(Generic[_K]):
+    """A batch's requests, built ahead of sending (:meth:`TDengineWriter.prepare`)."""
+
+    groups: Sequence[KeyedRows[_K]]
+    valid: Sequence[int]
+    """Indexes of the groups the requests carry."""
+    requests: Sequence[WriteRequest]
+    refused_values: Mapping[int, PermanentStoreError]
+    """Groups refused before sending, for their values."""
 
 
 class WriterObserver(Protocol):
@@ -203,9 +217,13 @@ class TDengineWriter:
         FatalStoreError
             Credentials, privileges, database or schema are wrong; stop.
         """
+        return self.send(self.prepare(groups))
+
+    def prepare(self, groups: Sequence[KeyedRows[_K]]) -> PreparedWrite[_K]:
+        """Build the requests of ``groups`` (CPU only, no I/O); refuse bad values here."""
         rejected: dict[int, PermanentStoreError] = {}
         try:
-            statements = self._path.build(e for g in groups for e in g.events)
+            requests = self._path.build(e for g in groups for e in g.events)
             valid = list(range(len(groups)))
         except RowValueError:
             # Slow path: find every group with a bad value; never send those.
@@ -217,8 +235,17 @@ class TDengineWriter:
                     self._reject(rejected, groups, index, exc)
                 else:
                     valid.append(index)
-            statements = self._build(groups, valid)
-        accepted = self._write_subset(groups, valid, statements, rejected)
+            requests = self._build(groups, valid)
+        return PreparedWrite(groups, valid, requests, rejected)
+
+    def send(self, prepared: PreparedWrite[_K]) -> WriteResult[_K]:
+        """Send a prepared write (again, after a transient failure: nothing carries over).
+
+        Raises as :meth:`write` does.
+        """
+        groups = prepared.groups
+        rejected = dict(prepared.refused_values)
+        accepted = self._write_subset(groups, list(prepared.valid), prepared.requests, rejected)
         rows_written = sum(len(g.events) for i, g in enumerate(groups) if i not in rejected)
         return WriteResult(
             rows_written=rows_written,
