@@ -42,18 +42,10 @@ from confluent_kafka import Consumer
 
 from standins.samples import UNIFORM, UserSpread, fee_schedule_text, trade_lines
 from worker.commands.demo import create_topics, produce_lines
-from worker.tdengine.errors import SchemaMismatchError
-from worker.tdengine.options import TDengineOptions
-from worker.tdengine.schema import (
-    composite_key_keyword,
-    create_stable_sql,
-    parse_server_version,
-    server_version_sql,
-)
+from worker.tdengine.options import WRITE_APIS, TDengineOptions
 from worker.tdengine.sink import TDengineSink
 from worker.tdengine.sql import quote_identifier
 from worker.tdengine.transport import open_transport
-from worker.tdengine.writer import TDengineWriter
 
 PARTITIONS = 4
 OUT = Path(__file__).resolve().parent / "out"
@@ -115,7 +107,7 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
     inner: Sink
     tdengine = tdengine_options(args.tdengine_url or "http://localhost:6041",
                                 args.database or f"bench_{uuid.uuid4().hex[:8]}")  # fmt: skip
-    inner = StatementOnlySink() if args.mode == "statements" else _connect(tdengine)
+    inner = StatementOnlySink() if args.mode == "statements" else TDengineSink.connect(tdengine)
     flushes: list[float] = []
     flushed_rows: list[int] = []
     wait_s = args.remote_us_per_row / 1e6 if args.mode == "statements" else 0.0
@@ -202,27 +194,19 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def tdengine_options(url: str, database: str) -> TDengineOptions:
-    """Options for ``url`` (``http://user:password@host:port`` or without credentials)."""
+    """Options for ``url`` (``http://user:password@host:port`` or without credentials),
+    writing through ``$BENCH_WRITE_API`` (``sql`` or ``stmt2``; set by ``--write-api``)."""
     parts = urlsplit(url)
     plain = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
     user = unquote(parts.username or "root")
     password = unquote(parts.password or "taosdata")
-    return TDengineOptions(url=plain, database=database, user=user, password=password)
-
-
-def _connect(options: TDengineOptions) -> TDengineSink:
-    """The TDengine sink, schema created; if the start-up check refuses a server whose
-    ``SHOW DATABASES`` has no precision column (3.3.6.13), the schema is made here."""
-    try:
-        return TDengineSink.connect(options)
-    except SchemaMismatchError as exc:
-        if "precision is None" not in str(exc):
-            raise
-    transport = open_transport(options)
-    version = str(transport.query(server_version_sql()).rows[0][0])
-    keyword = composite_key_keyword(parse_server_version(version))
-    transport.execute(create_stable_sql(options.database, keyword))
-    return TDengineSink(TDengineWriter(transport, options), transport)
+    write_api = os.environ.get(_WRITE_API_ENV, "sql")
+    if write_api not in WRITE_APIS:
+        raise SystemExit(f"{_WRITE_API_ENV}={write_api!r}: choose from {', '.join(WRITE_APIS)}")
+    return TDengineOptions(
+        url=plain, database=database, user=user, password=password,
+        write_api=write_api,  # narrowed by the check above
+    )  # fmt: skip
 
 
 def _drop_database(options: TDengineOptions) -> None:
@@ -287,6 +271,7 @@ def measure(
 
 
 MODES = ("raw", "statements", "double", "tdengine")
+_WRITE_API_ENV = "BENCH_WRITE_API"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         "write into a database already holding other rows of the same subtables",
     )
     parser.add_argument("--verbose", action="store_true", help="print every run")
+    parser.add_argument(
+        "--write-api", choices=WRITE_APIS, default=None,
+        help="tdengine.write_api of the TDengine runs (default sql)",
+    )  # fmt: skip
     parser.add_argument("--child", dest="mode")
     parser.add_argument("--bootstrap")
     parser.add_argument("--topic")
@@ -333,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine (a network wait that uses none of this machine's CPU)",
     )
     args = parser.parse_args(argv)  # fmt: skip
+    if args.write_api is not None:  # read by tdengine_options in this and every child process
+        os.environ[_WRITE_API_ENV] = args.write_api
     if args.mode:
         child(args)
         return 0
@@ -400,7 +391,7 @@ def warmed_database(url: str, count: int, spread: UserSpread) -> Iterator[str]:
     from worker.engine.sink import MessageKey, MessageRows
 
     options = tdengine_options(url, f"bench_{uuid.uuid4().hex[:8]}")
-    sink = _connect(options)
+    sink = TDengineSink.connect(options)
     derive = Deriver(parse_fee_schedule(fee_schedule_text())).derive
     try:
         try:
