@@ -45,6 +45,14 @@ class TrackedHTTPServer(ThreadingHTTPServer):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
+    def serve_in_background(self, name: str) -> threading.Thread:
+        """Serve on a started daemon thread called ``name`` (stop it with :meth:`stop`)."""
+        thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
+        )
+        thread.start()
+        return thread
+
     def stop(self, thread: threading.Thread | None) -> None:
         """Stop serving (``thread`` runs :meth:`serve_forever`), close, cut connections."""
         self.shutdown()

@@ -385,14 +385,8 @@ class TDengineDouble:
     def _serve(self) -> None:
         server = _Server((self.host, self.port), self)
         self.port = server.server_address[1]
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"tdengine-double:{self.port}",
-            daemon=True,
-        )
-        thread.start()
-        self._server, self._thread = server, thread
+        self._server = server
+        self._thread = server.serve_in_background(f"tdengine-double:{self.port}")
 
     def _shutdown_server(self) -> None:
         server, thread = self._server, self._thread
