@@ -12,6 +12,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -164,24 +165,48 @@ def test_end_to_end_exact_rows_dead_letters_offsets_and_sigterm(
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     scenario: Scenario, produce_messages: Any, tdengine_sql: Any
 ) -> None:
+    """Six workers are killed in turn, each at a random point of progress, then one finishes.
+
+    The kill points are chosen by committed progress, not by wall time, so a faster worker
+    or a slower machine moves them but cannot push them past the end of the stream.
+    """
     lines = sample_lines(TRADES, seed=23)
     produce_messages(scenario.topic, lines)
     expected, _ = expected_ledger(lines, scenario.schedule_text)
     rng = random.Random(5)
     marks = high_watermarks(scenario.consumer_conf, scenario.topic, PARTITIONS)
+    total = sum(marks)
+
+    def committed() -> list[int]:
+        return committed_offsets(scenario.consumer_conf, scenario.group, scenario.topic,
+                                 PARTITIONS)  # fmt: skip
+
+    def progress() -> int:
+        return sum(max(offset, 0) for offset in committed())
+
+    def reached(worker: WorkerProcess, target: int) -> Callable[[], bool]:
+        return lambda: progress() >= target or not worker.alive()
+
     workers: list[WorkerProcess] = []
     kills_mid_stream = 0
+    kill_points: list[int] = []  # committed messages when each kill landed
     for attempt in range(6):
         worker = scenario.worker(f"w{attempt}").start()
         workers.append(worker)
-        time.sleep(rng.uniform(2.0, 5.0))
-        committed = committed_offsets(
-            scenario.consumer_conf, scenario.group, scenario.topic, PARTITIONS
-        )
-        if committed != marks:
-            kills_mid_stream += 1
+        if rng.random() < 1 / 3:  # during start-up, the join or the first batch
+            time.sleep(rng.uniform(0.2, 3.0))
+        else:  # after a random share of the remaining work has been committed
+            before = progress()
+            target = before + max(1, int(rng.uniform(0.02, 0.12) * (total - before)))
+            wait_until(reached(worker, target), 180,
+                       f"committed progress {target}/{total}", every=0.05,
+                       on_timeout=worker.log)  # fmt: skip
+            assert worker.alive(), worker.log()[-3000:]
+        offsets = committed()
+        kill_points.append(sum(max(offset, 0) for offset in offsets))
+        kills_mid_stream += offsets != marks
         worker.kill()
-    assert kills_mid_stream >= 5, "the kills should land while work remains"
+    assert kills_mid_stream >= 5, f"the kills should land while work remains: {kill_points}"
     final = scenario.worker("final").start()
     workers.append(final)
     scenario.wait_all_committed(workers)
