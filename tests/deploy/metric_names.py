@@ -49,6 +49,7 @@ METRICS: Final[dict[str, MetricType]] = {
     "balance_sink_rebalances_total": "counter",
     "balance_sink_commits_total": "counter",
     "balance_sink_buffered_rows": "gauge",
+    "balance_sink_writes_in_flight": "gauge",
     "balance_sink_last_successful_flush_timestamp_seconds": "gauge",
     "balance_sink_build_info": "gauge",
 }

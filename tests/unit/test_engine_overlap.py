@@ -103,6 +103,7 @@ def test_consuming_and_deriving_go_on_while_a_batch_is_written() -> None:
     assert sink.writing and sink.batches == []
     assert engine.totals.messages == 4 and engine.in_flight == 1
     assert value(metrics, "balance_sink_buffered_rows") == 4 * TRADE_ROWS  # 2 written, 2 read
+    assert value(metrics, "balance_sink_writes_in_flight") == 1
     assert consumer.commits == []  # nothing committed before its write ended
     let_one_go(sink, engine)
     engine.step()  # the first batch landed: committed; the second goes to the writer
@@ -112,6 +113,7 @@ def test_consuming_and_deriving_go_on_while_a_batch_is_written() -> None:
     assert sink.batches == [keys(0, range(2)), keys(0, range(2, 4))]
     assert consumer.commits == [[(T, 0, 2)], [(T, 0, 4)]]
     assert engine.in_flight == 0 and engine.buffered_messages == 0
+    assert value(metrics, "balance_sink_writes_in_flight") == 0
 
 
 class ManualWrites:

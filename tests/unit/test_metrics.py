@@ -36,6 +36,7 @@ SPEC: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("rebalances", "balance_sink_rebalances_total", "counter", ("kind",)),
     ("commits", "balance_sink_commits_total", "counter", ("outcome",)),
     ("buffered_rows", "balance_sink_buffered_rows", "gauge", ()),
+    ("writes_in_flight", "balance_sink_writes_in_flight", "gauge", ()),
     ("last_flush_timestamp", "balance_sink_last_successful_flush_timestamp_seconds", "gauge", ()),
     ("build_info", "balance_sink_build_info", "gauge", ("version", "python")),
 ]  # fmt: skip

@@ -167,6 +167,7 @@ class Flusher:
             landed = True
         if landed and self.commits:
             self._committer.commit()
+        self._metrics.writes_in_flight.set(len(flights))
         if failure is not None:
             self._failed(failure)
             return "failed"

@@ -153,6 +153,11 @@ class Metrics:
         self.buffered_rows = self._gauge(
             "balance_sink_buffered_rows", "Rows buffered in memory, not yet written."
         )
+        self.writes_in_flight = self._gauge(
+            "balance_sink_writes_in_flight",
+            "Batches handed to the writer and not yet stored (being written, or failed and "
+            "waiting for a retry); at most batch.max_in_flight while reading goes on.",
+        )
 
         # Flushes and TDengine (KC: put-batch-*-time-ms, batch-size-avg, total-retries).
         self.flush_duration = self._histogram(
