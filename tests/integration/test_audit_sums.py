@@ -10,6 +10,7 @@ pass. The audit must see the exact sum and fail the trade, never pass it.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,29 @@ def test_a_sum_that_would_wrap_is_exact_and_the_broken_trade_fails(
     assert f"credits {2 * INT64_MAX} != debits -2" in failure["message"]
     revenue = {t["asset"]: t["fee_revenue"] for t in report["totals"]}
     assert revenue == {BASE: INT64_MAX, QUOTE: 1}
+
+
+def test_the_demo_fee_revenue_summary_is_exact_where_sum_wraps(
+    tdengine_database: str, tdengine_options: TDengineOptions, tdengine_sql: Any
+) -> None:
+    from worker.commands.demo import _revenue
+    from worker.tdengine.transport import open_transport
+
+    init_database(tdengine_options)
+    # Trade 2: the same four rows again, as event ids 8..11.
+    second = [re.sub(rf"VALUES \({TS}, (\d), (\d), {TRADE},",
+                     lambda m: f"VALUES ({TS}, {int(m[1]) + 4}, {m[2]}, 2,", sql)
+              for sql in rows(tdengine_database)]  # fmt: skip
+    assert len(set(second) - set(rows(tdengine_database))) == 4
+    for sql in [*rows(tdengine_database), *second]:
+        answer = tdengine_sql(sql)
+        assert answer["code"] == 0, answer
+    stable = f"`{tdengine_database}`.`balance_events`"
+    plain = tdengine_sql(f"SELECT SUM(credit_amt) FROM {stable} WHERE event_type = 2 "
+                         f"AND credit_asset = {BASE}")  # fmt: skip
+    assert plain["data"][0][0] == -2  # what the server's own SUM says: wrapped
+    transport = open_transport(tdengine_options)
+    try:
+        assert _revenue(transport, stable) == [(QUOTE, 2), (BASE, 2 * INT64_MAX)]
+    finally:
+        transport.close()

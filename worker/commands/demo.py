@@ -39,6 +39,7 @@ from rich.table import Table
 
 from standins.samples import fee_schedule_text, trade_lines
 from worker.commands.assemble import Worker, assemble_worker
+from worker.commands.audit.checks import sum_may_wrap
 from worker.core.deriver import Deriver
 from worker.core.fee_schedule import parse_fee_schedule
 from worker.engine.engine import EngineStopped
@@ -52,6 +53,7 @@ from worker.ops.metrics import DEAD_LETTER_REASONS, Metrics
 from worker.tdengine.options import TDengineOptions
 from worker.tdengine.sink import TDengineSink
 from worker.tdengine.sql import quote_identifier
+from worker.tdengine.transport import Transport
 
 __all__ = ("DEFAULT_KAFKA_WAIT_S", "create_topics", "produce_lines", "run_demo")
 
@@ -322,10 +324,7 @@ def _summary(
     transport = open_transport(options)
     try:
         rows = transport.query(f"SELECT COUNT(*) FROM {stable}").rows[0][0]
-        revenue = transport.query(
-            f"SELECT credit_asset, SUM(credit_amt) FROM {stable} WHERE event_type = 2 "
-            "GROUP BY credit_asset ORDER BY credit_asset"
-        ).rows
+        revenue = _revenue(transport, stable)
     finally:
         transport.close()
     lag = _lag(bootstrap, group, topic)
@@ -339,7 +338,7 @@ def _summary(
         )
         if count:
             table.add_row(f"dead-lettered: {reason}", f"{int(count):,}")
-    ranked = sorted(revenue, key=lambda r: -int(r[1]))
+    ranked = sorted(revenue, key=lambda r: -r[1])
     for asset, amount in ranked[:_REVENUE_ROWS]:
         table.add_row(f"fee revenue, asset {asset}", f"{int(amount):,}")
     if len(ranked) > _REVENUE_ROWS:
@@ -348,6 +347,25 @@ def _summary(
     table.add_row("duration", f"{elapsed:.1f} s")
     table.add_row("metrics endpoint (while running)", f"{metrics_url}/metrics")
     console.print(table)
+
+
+def _revenue(transport: Transport, stable: str) -> list[tuple[int, int]]:
+    """Fee revenue per asset; exact: an asset whose SUM could wrap in TDengine's 64-bit
+    accumulator (:func:`~worker.commands.audit.checks.sum_may_wrap`) is summed here."""
+    fees = f"FROM {stable} WHERE event_type = 2"
+    groups = transport.query(
+        f"SELECT credit_asset, SUM(credit_amt), COUNT(*), MIN(credit_amt), MAX(credit_amt) "
+        f"{fees} GROUP BY credit_asset ORDER BY credit_asset"
+    ).rows
+    revenue: list[tuple[int, int]] = []
+    for asset, total, count, low, high in groups:
+        if sum_may_wrap(int(count), low, high):
+            amounts = transport.query(
+                f"SELECT credit_amt {fees} AND credit_asset = {int(asset):d}"
+            ).rows
+            total = sum(int(amount) for (amount,) in amounts)
+        revenue.append((int(asset), int(total)))
+    return revenue
 
 
 def _lag(bootstrap: str, group: str, topic: str) -> int:
