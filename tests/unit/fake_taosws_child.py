@@ -8,8 +8,11 @@ first child creates.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +35,16 @@ class ChildFake(FakeTaosws):
     hang_once: str | None = None
     crash_once: str | None = None
     hang_always: bool = False
+    noisy: bool = False
+    """Print, log and warn at ``stage`` (a child must show none of it)."""
 
     def fail(self, stage: Stage) -> None:
+        if stage == self.stage and self.noisy:
+            print("noise on stdout")
+            print("noise on stderr", file=sys.stderr, flush=True)
+            os.write(2, b"noise on fd 2\n")
+            logging.getLogger("taosws").error("noise logged")
+            warnings.warn("noise warned", stacklevel=1)
         if stage == self.stage:
             if self.hang_always or _first(self.hang_once):
                 time.sleep(HANG_S)

@@ -197,6 +197,22 @@ def test_errors_come_back_classified_as_the_in_process_sender_raises_them(
     assert sender.pid == pid
 
 
+def test_the_child_prints_logs_and_warns_nothing(
+    senders: list[Stmt2ProcessSender], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Every line the worker prints has the configured format: the child prints none."""
+    sender = process_sender(noisy=True, failures={"execute": ["[0x0117] Invalid pointer"]})
+    senders.append(sender)
+    request = plain_request()
+    with pytest.raises(TransientStoreError):
+        sender.execute(request)  # an error in the child: reported here, not there
+    assert sender.execute(request) == request.distinct_rows()
+    sender.close()
+    out, err = capfd.readouterr()
+    assert "noise" not in out + err
+    assert "Traceback" not in err
+
+
 def test_start_up_fails_fast_with_the_classified_error(senders: list[Stmt2ProcessSender]) -> None:
     sender = process_sender(failures={"connect": [FAILING_AUTH]})
     senders.append(sender)
