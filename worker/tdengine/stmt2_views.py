@@ -61,11 +61,6 @@ class BindData(NamedTuple):
     starts: list[int]
     columns: tuple[Sequence[Any], ...]
 
-    @property
-    def rows(self) -> int:
-        """Number of rows."""
-        return self.starts[-1] if self.starts else 0
-
 
 class ViewMaker:
     """Makes taos-ws-py bind views; keeps each subtable's name and tag views.
