@@ -81,8 +81,9 @@ class TDengineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         true). taos-ws-py holds the GIL for a whole call and has no timeout: from a
         child, the writer thread waits with the GIL released (so a write overlaps
         reading the next batch) and a request past ``request_timeout_s`` kills the
-        child (a transient error; the next request starts another). False sends from
-        the worker's process, with neither.
+        child (a transient error; the next request starts another, whose start, well
+        under a second on an idle machine, comes on top of that deadline). False sends
+        from the worker's process, with neither.
     """
 
     url: str = "http://localhost:6041"
