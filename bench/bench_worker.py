@@ -15,10 +15,13 @@ trades on a market maker; ``--batch KEY=VALUE`` overrides a ``[batch]`` setting;
 ``--remote-us-per-row`` adds a statement-only run that also waits that long per row, as
 for a server on another machine (how much a write's wait overlaps with reading); with
 ``--prepare`` its statements are built on the engine's thread (a ``PreparingSink``).
+``--write-api stmt2`` writes the TDengine runs through stmt2, sent from a child process
+or, with ``--stmt2-sender inline``, from the worker's process.
 
 Run: ``python -m bench.bench_worker [--trades N] [--double-trades N] [--runs N]
 [--spread uniform|zipf] [--users N] [--batch max_rows=50000]... [--only a,b]
-[--tables first|exist] [--remote-us-per-row US [--prepare]]``.
+[--tables first|exist] [--remote-us-per-row US [--prepare]] [--write-api sql|stmt2
+[--stmt2-sender process|inline]]``.
 """
 
 from __future__ import annotations
@@ -195,7 +198,9 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
 
 def tdengine_options(url: str, database: str) -> TDengineOptions:
     """Options for ``url`` (``http://user:password@host:port`` or without credentials),
-    writing through ``$BENCH_WRITE_API`` (``sql`` or ``stmt2``; set by ``--write-api``)."""
+    writing through ``$BENCH_WRITE_API`` (``sql`` or ``stmt2``; set by ``--write-api``),
+    stmt2 sent as ``$BENCH_STMT2_SENDER`` says (``process`` or ``inline``; set by
+    ``--stmt2-sender``)."""
     parts = urlsplit(url)
     plain = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
     user = unquote(parts.username or "root")
@@ -203,9 +208,13 @@ def tdengine_options(url: str, database: str) -> TDengineOptions:
     write_api = os.environ.get(_WRITE_API_ENV, "sql")
     if write_api not in WRITE_APIS:
         raise SystemExit(f"{_WRITE_API_ENV}={write_api!r}: choose from {', '.join(WRITE_APIS)}")
+    sender = os.environ.get(_STMT2_SENDER_ENV, "process")
+    if sender not in STMT2_SENDERS:
+        raise SystemExit(f"{_STMT2_SENDER_ENV}={sender!r}: choose from {', '.join(STMT2_SENDERS)}")
     return TDengineOptions(
         url=plain, database=database, user=user, password=password,
         write_api=write_api,  # narrowed by the check above
+        stmt2_process=sender == "process",
     )  # fmt: skip
 
 
@@ -272,6 +281,8 @@ def measure(
 
 MODES = ("raw", "statements", "double", "tdengine")
 _WRITE_API_ENV = "BENCH_WRITE_API"
+_STMT2_SENDER_ENV = "BENCH_STMT2_SENDER"
+STMT2_SENDERS = ("process", "inline")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         "--write-api", choices=WRITE_APIS, default=None,
         help="tdengine.write_api of the TDengine runs (default sql)",
     )  # fmt: skip
+    parser.add_argument(
+        "--stmt2-sender", choices=STMT2_SENDERS, default=None,
+        help="with --write-api stmt2: send from a child process (tdengine.stmt2_process, "
+        "the default) or from the worker's process",
+    )  # fmt: skip
     parser.add_argument("--child", dest="mode")
     parser.add_argument("--bootstrap")
     parser.add_argument("--topic")
@@ -324,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)  # fmt: skip
     if args.write_api is not None:  # read by tdengine_options in this and every child process
         os.environ[_WRITE_API_ENV] = args.write_api
+    if args.stmt2_sender is not None:
+        os.environ[_STMT2_SENDER_ENV] = args.stmt2_sender
     if args.mode:
         child(args)
         return 0

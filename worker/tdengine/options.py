@@ -76,6 +76,14 @@ class TDengineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         whatever the URL's scheme; DDL and queries still use the URL's API).
     bind_max_rows:
         Most rows in one stmt2 request (``write_api = "stmt2"``).
+    stmt2_process:
+        Send stmt2 requests from a child process (``write_api = "stmt2"``; default
+        true). taos-ws-py holds the GIL for a whole call and has no timeout: from a
+        child, the writer thread waits with the GIL released (so a write overlaps
+        reading the next batch) and a request past ``request_timeout_s`` kills the
+        child (a transient error; the next request starts another, whose start, well
+        under a second on an idle machine, comes on top of that deadline). False sends
+        from the worker's process, with neither.
     """
 
     url: str = "http://localhost:6041"
@@ -94,6 +102,7 @@ class TDengineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     startup_timeout_s: float = 60.0
     write_api: WriteApi = "sql"
     bind_max_rows: int = DEFAULT_BIND_MAX_ROWS
+    stmt2_process: bool = True
 
     def __post_init__(self) -> None:
         _check_url(self.url)
@@ -131,6 +140,10 @@ class TDengineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             )
         if not 1 <= self.bind_max_rows <= 1_000_000:
             raise OptionsError("tdengine.bind_max_rows", "must be in 1..1000000")
+        if type(self.stmt2_process) is not bool:
+            raise OptionsError(
+                "tdengine.stmt2_process", f"must be true or false, got {self.stmt2_process!r}"
+            )
         for name in ("retry_max_elapsed_s", "startup_timeout_s"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):

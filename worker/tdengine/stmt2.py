@@ -21,18 +21,19 @@ Values are never rendered as text: they are checked once per batch
 
 stmt2 binds rows per subtable (one bind view: table name, tags, 12 columns), in both
 statement shapes (:data:`SHAPES`); the server takes at most 32,767 rows of one table
-in one view, so longer runs are split into several views of the same table.
+in one view, so longer runs are split into several views of the same table. The views
+are made by :class:`~worker.tdengine.stmt2_views.ViewMaker`, here or, for a sender in a
+child process (:mod:`worker.tdengine.stmt2_process`), in that process from the plain
+values a :class:`BindRequest` then carries instead (``make_views=False``).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from itertools import pairwise
-from operator import itemgetter
 from typing import Any, Final, Literal
 from urllib.parse import quote, urlsplit
 
@@ -44,6 +45,7 @@ from worker.tdengine.errors import (
 )
 from worker.tdengine.sql import COLUMNS, STABLE_NAME, TAGS, RowKey, quote_identifier
 from worker.tdengine.stmt2_rows import ColumnBatch, columns_of
+from worker.tdengine.stmt2_views import BindData, ViewMaker, load_taosws
 
 __all__ = (
     "DEFAULT_MAX_ROWS",
@@ -52,6 +54,7 @@ __all__ = (
     "SHAPES",
     "STMT2_CODE_CLASSES",
     "BindBuilder",
+    "BindData",
     "BindRequest",
     "Shape",
     "Stage",
@@ -100,27 +103,6 @@ STMT2_CODE_CLASSES: Final[Mapping[int, Literal["transient", "fatal"]]] = {
 }
 """Classes of stmt2-only codes (masked to 16 bits), checked before ``CODE_CLASSES``."""
 
-_NAME: Final = itemgetter(0)
-_TAGS: Final = itemgetter(1)
-_TAG_BUILDERS: Final = ("big_int_to_tag", "tiny_int_to_tag")
-_COLUMN_BUILDERS: Final[Mapping[str, str]] = {
-    "TIMESTAMP": "micros_timestamps_to_column",  # the database's precision is 'us'
-    "BIGINT": "big_ints_to_column",
-    "INT": "ints_to_column",
-    "TINYINT": "tiny_ints_to_column",
-    "BOOL": "bools_to_column",
-}
-
-
-def load_taosws() -> Any:
-    """Import taos-ws-py, or fail with what to install."""
-    try:
-        return importlib.import_module("taosws")
-    except ImportError as exc:  # pragma: no cover - taos-ws-py is a dependency
-        raise FatalStoreError(
-            "the stmt2 write path needs taos-ws-py: pip install 'taos-ws-py>=0.7'"
-        ) from exc
-
 
 def insert_sql(database: str, shape: Shape) -> str:
     """The statement to prepare for ``shape``; the database name is checked and quoted."""
@@ -142,7 +124,11 @@ class BindRequest:
     Attributes
     ----------
     params:
-        taos-ws-py bind views (``stmt2_bind_param_view``), one per subtable run.
+        taos-ws-py bind views (``stmt2_bind_param_view``), one per subtable run; only
+        when the builder makes views (``ValueError`` otherwise).
+    data:
+        The same rows as plain values, for a sender in a child process; only when the
+        builder does not make views (``ValueError`` otherwise).
     rows:
         Number of rows bound.
     tables:
@@ -151,16 +137,44 @@ class BindRequest:
         Estimated size of the bind message, for metrics.
     """
 
-    __slots__ = ("_batch", "_end", "_start", "nbytes", "params", "rows", "tables")
+    __slots__ = ("_batch", "_data", "_end", "_params", "_start", "nbytes", "rows", "tables")
 
-    def __init__(self, params: list[Any], batch: ColumnBatch, start: int, end: int) -> None:
-        self.params = params
+    def __init__(
+        self,
+        params: list[Any] | None,
+        batch: ColumnBatch,
+        start: int,
+        end: int,
+        *,
+        data: BindData | None = None,
+    ) -> None:
+        if params is not None and data is None:
+            self.tables = len(params)
+        elif data is not None and params is None:
+            self.tables = len(data.users)
+        else:
+            raise ValueError("a BindRequest carries either views (params) or plain data")
+        self._params = params
+        self._data = data
         self.rows = end - start
-        self.tables = len(params)
         self.nbytes = self.rows * _ROW_BYTES + self.tables * _VIEW_BYTES
         self._batch = batch
         self._start = start
         self._end = end
+
+    @property
+    def params(self) -> list[Any]:
+        """The bind views (see the class docstring)."""
+        if self._params is None:
+            raise ValueError("this request was built without views (make_views=False)")
+        return self._params
+
+    @property
+    def data(self) -> BindData:
+        """The rows as plain values (see the class docstring)."""
+        if self._data is None:
+            raise ValueError("this request was built with views, not plain data")
+        return self._data
 
     def row_keys(self) -> list[RowKey]:
         """Identities (user_id, account_type, ts, event_id) of the rows, in bind order."""
@@ -185,41 +199,31 @@ class BindBuilder:
         The taos-ws-py module (tests pass a fake); imported when omitted.
     tag_cache_size:
         Most subtables whose (name, tag views) are kept between calls.
+    make_views:
+        Make the bind views here (:attr:`BindRequest.params`, for :class:`Stmt2Sender`);
+        when false, requests carry their rows as plain values (:attr:`BindRequest.data`)
+        for a sender in a child process, and taos-ws-py is not imported here.
     """
 
-    __slots__ = ("_builders", "_max_cached", "_max_rows", "_tags", "_view", "_ws")
+    __slots__ = ("_max_rows", "_views")
 
     def __init__(
-        self, *, max_rows: int = DEFAULT_MAX_ROWS, taosws: Any = None, tag_cache_size: int = 1 << 18
+        self,
+        *,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        taosws: Any = None,
+        tag_cache_size: int = 1 << 18,
+        make_views: bool = True,
     ) -> None:
         if type(max_rows) is not int or max_rows < 1:
             raise ValueError(f"max_rows must be an int >= 1, got {max_rows!r}")
-        self._ws = taosws if taosws is not None else load_taosws()
         self._max_rows = max_rows
-        self._max_cached = tag_cache_size
-        self._tags: dict[tuple[int, int], tuple[str, list[Any]]] = {}
-        self._view = self._ws.stmt2_bind_param_view
-        self._builders = tuple(getattr(self._ws, _COLUMN_BUILDERS[kind]) for _, kind in COLUMNS)
+        self._views = ViewMaker(taosws, tag_cache_size=tag_cache_size) if make_views else None
 
     @property
     def max_rows(self) -> int:
         """Most rows in one request."""
         return self._max_rows
-
-    def _subtable(self, user_id: int, account_type: int) -> tuple[str, list[Any]]:
-        key = (user_id, account_type)
-        cached = self._tags.get(key)
-        if cached is not None:
-            return cached
-        if len(self._tags) >= self._max_cached:
-            self._tags.clear()
-        big_int, tiny_int = (getattr(self._ws, name) for name in _TAG_BUILDERS)
-        # int() drops any int subclass (and its __str__/__format__), and columns_of
-        # checked both ranges: the name is 'u', digits, '_a', digits.
-        user, account = int(user_id), int(account_type)
-        entry = (f"u{user:d}_a{account:d}", [big_int(user), tiny_int(account)])
-        self._tags[key] = entry
-        return entry
 
     def build(self, events: Iterable[object]) -> list[BindRequest]:
         """Build the requests that write ``events``.
@@ -242,38 +246,24 @@ class BindBuilder:
         if not total:
             return []
         cuts = self._view_starts(batch.starts, total)
-        ends = [*cuts[1:], total]
-        slices = list(map(slice, cuts, ends))
-        subtables = list(
-            map(
-                self._subtable,
-                map(batch.users.__getitem__, cuts),
-                map(batch.accounts.__getitem__, cuts),
-            )
-        )
-        try:
-            # Column by column, so the loops run in C: one builder call per view and column.
-            built = [
-                list(map(build, map(column.__getitem__, slices)))
-                for build, column in zip(self._builders, batch.data, strict=True)
-            ]
-            params = list(
-                map(
-                    self._view,
-                    map(_NAME, subtables),
-                    map(_TAGS, subtables),
-                    zip(*built, strict=True),
-                )
-            )
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise FatalStoreError(f"taos-ws-py refused a checked column: {exc}") from None
+        users = list(map(batch.users.__getitem__, cuts))
+        accounts = list(map(batch.accounts.__getitem__, cuts))
+        params = None
+        if self._views is not None:
+            params = self._views.views(users, accounts, batch.data, cuts, [*cuts[1:], total])
         limit = self._max_rows
         requests: list[BindRequest] = []
         view_low = 0
         for row_low in range(0, total, limit):
             row_high = min(total, row_low + limit)
             view_high = bisect_left(cuts, row_high, view_low)
-            requests.append(BindRequest(params[view_low:view_high], batch, row_low, row_high))
+            if params is not None:
+                views = params[view_low:view_high]
+                requests.append(BindRequest(views, batch, row_low, row_high))
+            else:
+                views_at, rows_at = (view_low, view_high), (row_low, row_high)
+                data = _plain(batch, cuts, users, accounts, views_at, rows_at)
+                requests.append(BindRequest(None, batch, row_low, row_high, data=data))
             view_low = view_high
         return requests
 
@@ -292,6 +282,26 @@ class BindBuilder:
                     border += limit
                 low = high
         return cuts
+
+
+def _plain(
+    batch: ColumnBatch,
+    cuts: list[int],
+    users: list[int],
+    accounts: list[int],
+    views: tuple[int, int],
+    rows: tuple[int, int],
+) -> BindData:
+    """Views ``views[0]:views[1]``, which hold rows ``rows[0]:rows[1]``, as plain values."""
+    low, high = views
+    row_low, row_high = rows
+    return BindData(
+        # int() drops int subclasses: the child process builds names from these.
+        users=[int(user) for user in users[low:high]],
+        accounts=[int(account) for account in accounts[low:high]],
+        starts=[*(cut - row_low for cut in cuts[low:high]), row_high - row_low],
+        columns=tuple(column[row_low:row_high] for column in batch.data),
+    )
 
 
 class Stmt2Sender:
@@ -364,9 +374,13 @@ class Stmt2Sender:
         TransientStoreError, PermanentStoreError, FatalStoreError
             Classified from the server's code (see :func:`classify_driver_error`).
         """
+        return self.execute_views(request.params)
+
+    def execute_views(self, views: list[Any]) -> int:
+        """Bind ``views`` (taos-ws-py bind views) and execute; as :meth:`execute`."""
         stmt = self._statement()
         try:
-            stmt.bind(request.params)
+            stmt.bind(views)
         except Exception as exc:
             raise self._fail(exc, "bind") from None
         try:

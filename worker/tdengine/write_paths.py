@@ -8,7 +8,9 @@ refused rows and the affected-rows check, so both paths keep every guarantee:
   the configured transport (REST or WebSocket SQL). The simple path and the fallback.
 * ``stmt2``: parameter binding over taosAdapter's WebSocket API
   (:mod:`worker.tdengine.stmt2`). Cheaper on the server where a write creates
-  subtables; its Python-side build costs more per subtable.
+  subtables; its Python-side build costs more per subtable. Sent from a child process
+  by default (``tdengine.stmt2_process``, :mod:`worker.tdengine.stmt2_process`): the
+  writer thread then waits with the GIL released, and a request has a deadline.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from worker.core.events import BalanceEvent
 from worker.tdengine.options import WRITE_APIS, TDengineOptions, WriteApi
 from worker.tdengine.sql import InsertBuilder, InsertStatement, RowKey
 from worker.tdengine.stmt2 import BindBuilder, BindRequest, Stmt2Sender
+from worker.tdengine.stmt2_process import Stmt2ProcessSender
 from worker.tdengine.transport import Transport
 
 __all__ = (
     "WRITE_APIS",
+    "BindSender",
     "SqlPath",
     "Stmt2Path",
     "WriteApi",
@@ -64,6 +68,15 @@ class WritePath(Protocol[_R]):
     def close(self) -> None: ...
 
 
+class BindSender(Protocol):
+    """Sends stmt2 requests: :class:`Stmt2Sender` in-process, or
+    :class:`Stmt2ProcessSender` from a child process."""
+
+    def open(self) -> None: ...
+    def execute(self, request: BindRequest) -> int: ...
+    def close(self) -> None: ...
+
+
 class SqlPath:
     """INSERT statements over a transport (which the caller owns and closes)."""
 
@@ -87,19 +100,31 @@ class SqlPath:
 
 
 class Stmt2Path:
-    """stmt2 binding over its own WebSocket connection (opened on first use)."""
+    """stmt2 binding over its own WebSocket connection (opened on first use).
+
+    The builder must match the sender: views made here (``make_views=True``) for
+    :class:`Stmt2Sender`, plain values (``make_views=False``) for
+    :class:`Stmt2ProcessSender`.
+    """
 
     name: Final = "stmt2"
 
-    def __init__(self, builder: BindBuilder, sender: Stmt2Sender) -> None:
+    def __init__(self, builder: BindBuilder, sender: BindSender) -> None:
         self._builder = builder
         self._sender = sender
 
     @classmethod
     def of(cls, options: TDengineOptions) -> Stmt2Path:
-        """The path for ``options`` (``http(s)`` URLs map to ``ws(s)`` on the same port)."""
-        sender = Stmt2Sender(options.url, options.user, options.password, options.database)
-        return cls(BindBuilder(max_rows=options.bind_max_rows), sender)
+        """The path for ``options`` (``http(s)`` URLs map to ``ws(s)`` on the same port),
+        sent from a child process when ``options.stmt2_process``."""
+        settings = (options.url, options.user, options.password, options.database)
+        if options.stmt2_process:
+            sender: BindSender = Stmt2ProcessSender(*settings, timeout_s=options.request_timeout_s)
+            builder = BindBuilder(max_rows=options.bind_max_rows, make_views=False)
+        else:
+            sender = Stmt2Sender(*settings)
+            builder = BindBuilder(max_rows=options.bind_max_rows)
+        return cls(builder, sender)
 
     def build(self, events: Iterable[BalanceEvent]) -> list[BindRequest]:
         return self._builder.build(events)
