@@ -12,6 +12,8 @@ import errno
 import functools
 import os
 import pickle
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -263,6 +265,45 @@ def test_a_hung_child_is_really_killed(senders: list[Stmt2ProcessSender]) -> Non
     with pytest.raises(TransientStoreError, match="timed out"):
         sender.execute(plain_request())
     assert not alive(pid)
+
+
+_ORPHANING_PARENT = """
+import functools, sys
+from tests.unit.fake_taosws_child import ChildFake
+from tests.unit.test_tdengine_stmt2_process import plain_request
+from worker.tdengine.stmt2_process import Stmt2ProcessSender
+
+if __name__ == "__main__":
+    sender = Stmt2ProcessSender("ws://td.example:6041", "root", "pw", "ledger", timeout_s=600,
+                                taosws=functools.partial(ChildFake, stage="execute",
+                                                         hang_always=True))
+    sender.open()
+    print(sender.pid, flush=True)
+    sender.execute(plain_request())  # hangs in the child until the test kills this process
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_hung_in_a_request_dies_with_its_parent(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(_ORPHANING_PARENT)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    command = [sys.executable, str(script)]
+    with subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True, env=env) as parent:
+        try:
+            assert parent.stdout is not None
+            child = int(parent.stdout.readline())
+            time.sleep(0.5)  # the request reaches the child, which hangs in execute
+            assert alive(child)
+        finally:
+            parent.kill()
+    deadline = time.monotonic() + 10
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive(child):
+        os.kill(child, 9)
+        pytest.fail("the child outlived its SIGKILLed parent")
 
 
 def test_a_child_that_dies_is_a_transient_error_then_replaced(

@@ -10,8 +10,9 @@ itself never raises); which kind runs them is a detail behind that protocol:
 * :class:`ThreadWrites` runs jobs one at a time, in submission order, on one daemon
   thread. The sink and the dead-letter producer are then used by that thread only.
   This overlaps a write with consuming and deriving only while the write releases the
-  GIL (REST over ``requests`` does, during its network waits; taos-ws-py does not, so
-  a WebSocket sink would need a writer process behind the same protocol).
+  GIL: REST over ``requests`` does, during its network waits; taos-ws-py does not, so
+  the stmt2 path sends from a child process and this thread waits on its pipe
+  (:mod:`worker.tdengine.stmt2_process`).
 """
 
 from __future__ import annotations

@@ -23,11 +23,13 @@ connection and a ``Stmt2Sender``:
   never fork), ignores SIGINT (the parent decides when it ends), logs nothing and
   writes nothing: its stdout and stderr go to ``/dev/null``, so every log line the
   worker prints has the configured format. It exits when the parent closes it, or when
-  its pipe reaches end-of-file (the parent died).
+  its pipe reaches end-of-file (the parent died); on Linux the kernel also kills it
+  when the parent dies mid-request (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import io
 import logging
@@ -36,6 +38,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -72,6 +75,9 @@ _STOP_WAIT_S: Final = 2.0
 and exit before it is killed."""
 _KILL_WAIT_S: Final = 2.0
 """How long to wait for the child to exit after SIGTERM, then after SIGKILL."""
+
+_PR_SET_PDEATHSIG: Final = 1
+"""prctl(2) option: the signal the child gets when the thread that started it ends."""
 
 _OPEN: Final = "open"
 _SEND: Final = "send"
@@ -361,6 +367,18 @@ def _result(reply: tuple[Any, ...]) -> int:
 # -------------------------------------------------------------------- child side
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL the child when the parent dies, even while the
+    child is stuck in a driver call (a closed pipe is seen only between requests)."""
+    parent = multiprocessing.parent_process()
+    if not sys.platform.startswith("linux") or parent is None:
+        return
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent.pid:  # the parent died before prctl took effect
+        os._exit(0)
+
+
 def _quiet() -> None:
     """No log lines, warnings or tracebacks from the child: the parent reports."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -395,6 +413,7 @@ def _error_reply(exc: BaseException, password: str) -> tuple[Any, ...]:
 
 def _serve(conn: Connection, settings: _Settings) -> None:
     """The child's loop: one request, one reply, until closed or the pipe ends."""
+    _die_with_parent()
     _quiet()
     try:
         module = _load(settings.taosws)
