@@ -45,7 +45,7 @@ from worker.tdengine.errors import (
 )
 from worker.tdengine.sql import COLUMNS, STABLE_NAME, TAGS, RowKey, quote_identifier
 from worker.tdengine.stmt2_rows import ColumnBatch, columns_of
-from worker.tdengine.stmt2_views import BindData, ViewMaker, load_taosws
+from worker.tdengine.stmt2_views import DEFAULT_TAG_CACHE_SIZE, BindData, ViewMaker, load_taosws
 
 __all__ = (
     "DEFAULT_MAX_ROWS",
@@ -212,7 +212,7 @@ class BindBuilder:
         *,
         max_rows: int = DEFAULT_MAX_ROWS,
         taosws: Any = None,
-        tag_cache_size: int = 1 << 18,
+        tag_cache_size: int = DEFAULT_TAG_CACHE_SIZE,
         make_views: bool = True,
     ) -> None:
         if type(max_rows) is not int or max_rows < 1:

@@ -57,7 +57,7 @@ from worker.tdengine.errors import (
     TransientStoreError,
 )
 from worker.tdengine.stmt2 import DEFAULT_SHAPE, BindRequest, Shape, Stmt2Sender, insert_sql
-from worker.tdengine.stmt2_views import BindData, ViewMaker
+from worker.tdengine.stmt2_views import DEFAULT_TAG_CACHE_SIZE, BindData, ViewMaker
 
 __all__ = ("Stmt2ProcessSender", "TaoswsSource")
 
@@ -188,7 +188,7 @@ class Stmt2ProcessSender:
         shape: Shape = DEFAULT_SHAPE,
         timeout_s: float = 10.0,
         taosws: TaoswsSource = "taosws",
-        tag_cache_size: int = 1 << 18,
+        tag_cache_size: int = DEFAULT_TAG_CACHE_SIZE,
     ) -> None:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
