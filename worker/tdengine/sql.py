@@ -426,8 +426,9 @@ class InsertBuilder:
         if not count:
             return []
         # Every row rendered by one call of msgspec's JSON encoder (ints, true/false,
-        # null), in input order, where the events lie in memory in the order they are
-        # read: b'[[c1,...],[c1,...]]' split into b'c1,...' per row.
+        # null): b'[[c1,...],[c1,...]]' split into b'c1,...' per row. In input order:
+        # the converted values lie in memory in that order, and encoding them in sorted
+        # order instead is several times slower.
         texts = _ENCODE(values).replace(b"null", b"NULL")[2:-2].split(b"],[")
         # Rows in order of (subtable, ts, event_id): three stable sorts of the row order,
         # least significant key first, on C-level keys (rows with the same identity keep
