@@ -3,14 +3,16 @@
 Pre-produces trades to a 4-partition topic, then measures, each in a fresh process:
 the raw confluent-kafka consume rate (no processing: the ceiling for a Python
 consumer), (i) the worker with a sink that builds the INSERT statements and discards
-them (the worker's own cost), (ii) the worker against the REST test double (run as its
+them (the worker's own cost; ``binds``: the same with the stmt2 bind requests,
+which needs taos-ws-py), (ii) the worker against the REST test double (run as its
 own process), and (iii) against real TDengine when TDENGINE_URL is set (credentials may
 be in the URL; each run writes a database of its own, dropped afterwards).
 
 Each measurement runs ``--runs`` times; the median is reported (and every run with
 ``--verbose``). ``--spread zipf`` draws users from a Zipf distribution with half of the
 trades on a market maker; ``--batch KEY=VALUE`` overrides a ``[batch]`` setting;
-``--only`` picks measurements (``raw``, ``statements``, ``double``, ``tdengine``);
+``--only`` picks measurements (``raw``, ``statements``, ``binds``, ``double``,
+``tdengine``);
 ``--tables exist`` writes into a database already holding the subtables;
 ``--remote-us-per-row`` adds a statement-only run that also waits that long per row, as
 for a server on another machine (how much a write's wait overlaps with reading); with
@@ -105,12 +107,17 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
     from worker.core.fee_schedule import parse_fee_schedule
     from worker.engine.sink import MessageRows, Sink, SinkResult
     from worker.ops.config import BatchSettings, KafkaSettings, Settings, WorkerSettings
-    from worker.tdengine.sink import StatementOnlySink
+    from worker.tdengine.sink import BindOnlySink, StatementOnlySink
 
     inner: Sink
     tdengine = tdengine_options(args.tdengine_url or "http://localhost:6041",
                                 args.database or f"bench_{uuid.uuid4().hex[:8]}")  # fmt: skip
-    inner = StatementOnlySink() if args.mode == "statements" else TDengineSink.connect(tdengine)
+    if args.mode == "statements":
+        inner = StatementOnlySink()
+    elif args.mode == "binds":
+        inner = BindOnlySink()
+    else:
+        inner = TDengineSink.connect(tdengine)
     flushes: list[float] = []
     flushed_rows: list[int] = []
     wait_s = args.remote_us_per_row / 1e6 if args.mode == "statements" else 0.0
@@ -118,14 +125,20 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
     class TimedSink:
         def write(self, batch: Sequence[MessageRows]) -> SinkResult:
             start = time.perf_counter()
+            written: int | None = None
             try:
                 result = inner.write(batch)
+                written = result.rows_written
                 if wait_s:  # a server elsewhere: waiting costs this process no CPU
-                    time.sleep(result.rows_written * wait_s)
+                    time.sleep(written * wait_s)
                 return result
             finally:
                 flushes.append(time.perf_counter() - start)
-                flushed_rows.append(sum(len(rows.events) for rows in batch))
+                # Counting the rows again only when the write failed: this wrapper's cost
+                # is not the worker's.
+                if written is None:
+                    written = sum(len(rows.events) for rows in batch)
+                flushed_rows.append(written)
 
         def close(self) -> None:
             inner.close()
@@ -179,7 +192,7 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
     try:
         worker.run()
     finally:
-        if args.mode != "statements" and not args.database:
+        if args.mode not in BUILD_ONLY and not args.database:
             _drop_database(tdengine)
     elapsed = time.perf_counter() - started[0]
     flushes.sort()
@@ -279,7 +292,9 @@ def measure(
     return result
 
 
-MODES = ("raw", "statements", "double", "tdengine")
+MODES = ("raw", "statements", "binds", "double", "tdengine")
+BUILD_ONLY = ("statements", "binds")
+"""Measurements whose sink builds the write requests and discards them."""
 _WRITE_API_ENV = "BENCH_WRITE_API"
 _STMT2_SENDER_ENV = "BENCH_STMT2_SENDER"
 STMT2_SENDERS = ("process", "inline")
@@ -366,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     with kafka_bootstrap() as bootstrap:
         topic = f"bench-{uuid.uuid4().hex[:8]}"
         raw_rate = 0.0
-        if only & {"raw", "statements"}:
+        if only & {"raw", *BUILD_ONLY}:
             produced_s = produce(bootstrap, topic, args.trades, spread)
             print(f"produced {args.trades:,} trades in {produced_s:.1f} s")
         if "raw" in only:
@@ -377,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         if "statements" in only:
             _report("(i) worker, statement-only sink", runs("statements", topic, args.trades),
                     raw_rate, args.verbose)  # fmt: skip
+        if "binds" in only:
+            _report("(i) worker, bind-only sink (stmt2 columns)",
+                    runs("binds", topic, args.trades), raw_rate, args.verbose)  # fmt: skip
         if "statements" in only and args.remote_us_per_row:
             remote = [measure("statements", bootstrap, topic, args.trades, "", batch, "",
                               args.remote_us_per_row, args.prepare)

@@ -4,8 +4,10 @@ what its error events mean."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from operator import itemgetter
+from typing import Any, Final, NamedTuple
 
 from confluent_kafka import KafkaError, Message
 
@@ -21,6 +23,11 @@ from worker.ops.logs import log_context
 __all__ = ("DecodedBatch", "check_kafka_error", "decode_batch")
 
 logger = logging.getLogger(__name__)
+
+_new_tuple: Final[Any] = tuple.__new__
+_PARTITION: Final = itemgetter(0, 1)
+"""A :class:`MessageKey`'s ``(topic, partition)``."""
+_OFFSET: Final = itemgetter(2)
 
 
 class DecodedBatch(NamedTuple):
@@ -43,29 +50,28 @@ def decode_batch(
     """Derive every message's rows; ``on_error`` gets the error events (they carry no data)."""
     rows: list[MessageRows] = []
     dead: list[DeadLetter] = []
-    row_count = 0
-    counts: dict[TopicPartition, int] = {}
-    last: dict[TopicPartition, int] = {}
+    keys: list[MessageKey] = []
+    add_rows, add_key = rows.append, keys.append
     for msg in messages:
         error = msg.error()
         if error is not None:
             on_error(error)
             continue
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-        if topic is None or partition is None or offset is None:  # never without an error
+        # tuple.__new__: what the NamedTuples' own __new__ does, minus a Python call.
+        key: MessageKey = _new_tuple(MessageKey, (msg.topic(), msg.partition(), msg.offset()))
+        if None in key:  # never without an error
             raise ValueError(f"a Kafka message without topic, partition or offset: {msg!r}")
-        key = MessageKey(topic, partition, offset)
+        add_key(key)
         value = msg.value()
-        result = derive(value if isinstance(value, bytes) else b"")
-        if isinstance(result, Rejection):
+        result = derive(value if value.__class__ is bytes else b"")
+        if result.__class__ is Rejection:
             dead.append(dead_letter_of(msg, key, result.reason, result.detail))
         else:
-            rows.append(MessageRows(key, result, msg))
-            row_count += EVENTS_PER_TRADE
-        tp = (topic, partition)
-        counts[tp] = counts.get(tp, 0) + 1
-        last[tp] = offset
-    return DecodedBatch(rows, dead, row_count, last, counts)
+            add_rows(_new_tuple(MessageRows, (key, result, msg)))
+    # Offsets ascend within a partition, so each partition's last key holds its highest.
+    partitions = list(map(_PARTITION, keys))
+    last = dict(zip(partitions, map(_OFFSET, keys), strict=True))
+    return DecodedBatch(rows, dead, len(rows) * EVENTS_PER_TRADE, last, Counter(partitions))
 
 
 def check_kafka_error(error: KafkaError) -> None:

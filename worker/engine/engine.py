@@ -47,6 +47,7 @@ from confluent_kafka import Message, TopicPartition
 from worker.core.deriver import Deriver
 from worker.engine.backoff import Backoff
 from worker.engine.batch import Batch, TopicPartition as TP
+from worker.engine.collector import fewer_collections
 from worker.engine.dead_letters import DeadLetter, DeadLetterError, DeadLetters
 from worker.engine.decode import check_kafka_error, decode_batch
 from worker.engine.errors import EngineStopped, SinkGaveUp
@@ -210,11 +211,12 @@ class Engine:
         :class:`EngineStopped` on a fatal condition (nothing further is committed).
         """
         try:
-            while not self._stopping and not self._ranges_read():
-                self.step()
-                if on_step is not None:
-                    on_step()
-            self._drain()
+            with fewer_collections():
+                while not self._stopping and not self._ranges_read():
+                    self.step()
+                    if on_step is not None:
+                        on_step()
+                self._drain()
         except EngineStopped as exc:
             self._fail(exc)
             raise

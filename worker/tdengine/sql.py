@@ -21,8 +21,9 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from operator import attrgetter
-from typing import Annotated, Final
+from itertools import accumulate, compress, repeat
+from operator import add, attrgetter, is_, itemgetter, lshift, ne, or_
+from typing import Annotated, Final, NamedTuple, cast
 
 import msgspec
 
@@ -159,18 +160,71 @@ class _Row(msgspec.Struct, array_like=True, gc=False):
     from_user: _BigInt | None
 
 
+class _Tags(msgspec.Struct, array_like=True, gc=False):
+    """The tags of an event, validated as :class:`_Row` validates them."""
+
+    user_id: Annotated[int, msgspec.Meta(ge=0, le=_INT64_MAX)]
+    account_type: Annotated[int, msgspec.Meta(ge=0, le=127)]
+
+
+class _Values(msgspec.Struct, array_like=True, gc=False):
+    """The columns of an event in schema order, validated as :class:`_Row` validates them.
+
+    Its JSON form is exactly a VALUES tuple once brackets become parentheses and
+    ``null`` becomes ``NULL``.
+    """
+
+    ts: _BigInt
+    event_id: _BigInt
+    event_type: _TinyInt
+    trade_id: _BigInt
+    debit_asset: _Int | None
+    debit_amt: _BigInt | None
+    credit_asset: _Int
+    credit_amt: _BigInt
+    fee: _BigInt
+    fee_asset: _Int
+    is_maker: bool
+    from_user: _BigInt | None
+
+
+assert _Row.__struct_fields__ == _Tags.__struct_fields__ + _Values.__struct_fields__
+
 _ROW_LIST = list[_Row]
+_TAGS_LIST = list[_Tags]
+_VALUES_LIST = list[_Values]
 _ENCODE = msgspec.json.Encoder().encode
 _BY_EVENT_ID = attrgetter("event_id")
 _BY_TS = attrgetter("ts")
 _BY_ACCOUNT = attrgetter("account_type")
 _BY_USER = attrgetter("user_id")
-_BY_SUBTABLE = attrgetter("user_id", "account_type")
-_ROW_KEY = attrgetter("user_id", "account_type", "ts", "event_id")
 _INSERT = b"INSERT INTO"
 _ROW_GAP = b") ("
 _CLOSE = b")"
-_SHORT_RUN = 16  # rows looked at before searching the whole rest for a subtable's end
+_ACCOUNT_BITS: Final = 7
+"""A subtable as one int: ``user_id << 7 | account_type`` (account types are 0..127)."""
+_ACCOUNT_MASK: Final = (1 << _ACCOUNT_BITS) - 1
+
+
+class _Rows(NamedTuple):
+    """A batch's validated rows, and the order in which the statements hold them."""
+
+    subtables: list[int]
+    """Subtable (``user_id << 7 | account_type``) of each row, in statement order."""
+    order: Sequence[int]
+    """Input position of each row, in statement order."""
+    values: list[_Values]
+    """Values of each row, in input order."""
+
+    def keys(self, start: int, end: int) -> list[RowKey]:
+        """Identities (user_id, account_type, ts, event_id) of rows ``start:end``."""
+        values = self.values
+        return [
+            (subtable >> _ACCOUNT_BITS, subtable & _ACCOUNT_MASK, row.ts, row.event_id)
+            for subtable, row in zip(
+                self.subtables[start:end], (values[i] for i in self.order[start:end]), strict=True
+            )
+        ]
 
 
 class InsertStatement:
@@ -186,22 +240,19 @@ class InsertStatement:
         Length of ``sql`` in UTF-8 bytes.
     """
 
-    __slots__ = ("_segments", "nbytes", "rows", "sql")
+    __slots__ = ("_end", "_rows", "_start", "nbytes", "rows", "sql")
 
-    def __init__(
-        self, sql: str, rows: int, segments: tuple[tuple[Sequence[_Row], int, int], ...]
-    ) -> None:
+    def __init__(self, sql: str, rows: _Rows, start: int, end: int) -> None:
         self.sql = sql
-        self.rows = rows
+        self.rows = end - start
         self.nbytes = len(sql)
-        self._segments = segments
+        self._rows = rows  # the batch's rows, of which this statement holds start:end
+        self._start = start
+        self._end = end
 
     def row_keys(self) -> list[RowKey]:
         """Identities (user_id, account_type, ts, event_id) of the rows, in statement order."""
-        keys: list[RowKey] = []
-        for rows, start, end in self._segments:
-            keys.extend(map(_ROW_KEY, rows[start:end]))
-        return keys
+        return self._rows.keys(self._start, self._end)
 
     def distinct_rows(self) -> int:
         """Number of distinct row identities: what TDengine reports as affected rows.
@@ -261,6 +312,21 @@ def _validated(events: Iterable[object]) -> list[_Row]:
         raise RowValueError(f"invalid balance event value: {exc}") from None
 
 
+def _validated_parts(
+    events: list[object] | tuple[object, ...],
+) -> tuple[list[_Tags], list[_Values]]:
+    """``events`` validated, as tags and as values (the checks of :func:`check_events`)."""
+    try:
+        return (
+            msgspec.convert(events, _TAGS_LIST, from_attributes=True),
+            msgspec.convert(events, _VALUES_LIST, from_attributes=True),
+        )
+    except msgspec.ValidationError:
+        pass
+    _validated(events)  # raises, naming the first refused value in row order
+    raise AssertionError("events refused in parts but not as rows")  # pragma: no cover
+
+
 class InsertBuilder:
     """Builds INSERT statements for one database; keeps rendered subtable headers.
 
@@ -300,9 +366,9 @@ class InsertBuilder:
         self._database = database
         self._limit = max_statement_bytes
         self._max_cached = header_cache_size
-        self._table_prefix = b" " + db + b".`u"
+        self._table_prefix = b") " + db + b".`u"
         self._using = b"` USING " + db + b".`" + STABLE_NAME.encode("ascii") + b"` TAGS ("
-        self._headers: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+        self._headers: dict[int, bytes] = {}
 
     @property
     def database(self) -> str:
@@ -314,20 +380,30 @@ class InsertBuilder:
         """The statement size limit in bytes."""
         return self._limit
 
-    def _render(self, key: tuple[int, int]) -> tuple[bytes, bytes]:
-        """Return (row separator b'],[u,a,', header) for subtable ``key``."""
-        headers = self._headers
-        if len(headers) >= self._max_cached:
-            headers.clear()
-        user_id, account_type = key
-        tags = b"%d,%d" % key
-        entry = (
-            b"],[" + tags + b",",
-            b"%s%d_a%d%s%s) VALUES ("
-            % (self._table_prefix, user_id, account_type, self._using, tags),
-        )
-        headers[key] = entry
-        return entry
+    def _header(self, subtable: int) -> bytes:
+        """``) `db`.`u7_a1` USING `db`.`balance_events` TAGS (7,1) VALUES (`` of a
+        subtable (``user_id << 7 | account_type``): it closes the row before it and opens
+        the first row of the subtable."""
+        header = self._headers.get(subtable)
+        return header if header is not None else self._headers_of([subtable], [None])[0]
+
+    def _headers_of(self, subtables: list[int], cached: list[bytes | None]) -> list[bytes]:
+        """The headers of ``subtables``, given those found in the cache (else ``None``):
+        the others rendered at once, and kept unless more than the cache holds."""
+        prefix, using = self._table_prefix, self._using
+        rendered: dict[int, bytes] = {}
+        for subtable in compress(subtables, map(is_, cached, repeat(None))):
+            # From validated ints: user_id in 0..2**63-1, account_type in 0..127.
+            user_id, account_type = subtable >> _ACCOUNT_BITS, subtable & _ACCOUNT_MASK
+            rendered[subtable] = b"%s%d_a%d%s%d,%d) VALUES (" % (
+                prefix, user_id, account_type, using, user_id, account_type,
+            )  # fmt: skip
+        if len(self._headers) + len(rendered) > self._max_cached:
+            self._headers.clear()
+        if len(rendered) <= self._max_cached:
+            self._headers.update(rendered)
+        # Every subtable is cached or rendered now: no None is left.
+        return cast(list[bytes], list(map(rendered.get, subtables, cached)))
 
     def build(self, events: Iterable[object]) -> list[InsertStatement]:
         """Build the INSERT statements that write ``events``.
@@ -344,91 +420,75 @@ class InsertBuilder:
         StatementSizeError
             A single row cannot fit in a statement (impossible with the allowed sizes).
         """
-        rows = _validated(events)
-        if not rows:
+        batch = events if isinstance(events, list | tuple) else list(events)
+        tags, values = _validated_parts(batch)
+        count = len(values)
+        if not count:
             return []
-        # Four stable sorts on one int each: much cheaper than one sort on 4-tuples,
-        # and near-free on input already in order. Rows with the same identity keep
-        # their input order, so the later one is written last (and wins).
-        rows.sort(key=_BY_EVENT_ID)
-        rows.sort(key=_BY_TS)
-        rows.sort(key=_BY_ACCOUNT)
-        rows.sort(key=_BY_USER)
+        # Every row rendered by one call of msgspec's JSON encoder (ints, true/false,
+        # null): b'[[c1,...],[c1,...]]' split into b'c1,...' per row. In input order:
+        # the converted values lie in memory in that order, and encoding them in sorted
+        # order instead is several times slower.
+        texts = _ENCODE(values).replace(b"null", b"NULL")[2:-2].split(b"],[")
+        # Rows in order of (subtable, ts, event_id): three stable sorts of the row order,
+        # least significant key first, on C-level keys (rows with the same identity keep
+        # their input order, so the later one is written last and wins).
+        subtables = list(
+            map(or_, map(lshift, map(_BY_USER, tags), repeat(_ACCOUNT_BITS)),
+                map(_BY_ACCOUNT, tags))
+        )  # fmt: skip
+        order: Sequence[int] = range(count)
+        if count > 1:
+            order = list(order)
+            for column in (list(map(_BY_EVENT_ID, values)), list(map(_BY_TS, values)), subtables):
+                order.sort(key=column.__getitem__)
+            pick = itemgetter(*order)
+            texts, subtables = list(pick(texts)), list(pick(subtables))
+        # Each row is preceded by b') (' when the row before it is of the same subtable,
+        # else by its subtable's header (which closes the row before and opens this one).
+        prefixes = [_ROW_GAP] * count
+        starts = [0, *compress(range(1, count), map(ne, subtables[1:], subtables))]
+        first_subtables = [subtables[start] for start in starts]
+        cached = list(map(self._headers.get, first_subtables))
+        headers = (
+            self._headers_of(first_subtables, cached)
+            if None in cached
+            else cast(list[bytes], cached)
+        )
+        for start, header in zip(starts, headers, strict=True):
+            prefixes[start] = header
+        return self._statements(prefixes, texts, _Rows(subtables, order, values))
 
-        # Rows are sorted, so each subtable is one contiguous run, rendered by one call
-        # of msgspec's JSON encoder (ints, true/false, null) and a few byte replaces.
-        get_header = self._headers.get
-        render = self._render
+    def _statements(
+        self, prefixes: list[bytes], texts: list[bytes], rows: _Rows
+    ) -> list[InsertStatement]:
+        """Cut the sorted rows (each a prefix and its values) into statements within the
+        limit, each as full as it can be; a subtable cut at a boundary continues in the
+        next statement under its header repeated."""
+        count = len(texts)
+        # ends[i]: bytes of rows 0..i-1 with their prefixes (a header's ')' included).
+        ends = list(accumulate(map(add, map(len, prefixes), map(len, texts)), initial=0))
         limit = self._limit
         statements: list[InsertStatement] = []
-        parts: list[bytes] = [_INSERT]
-        size = len(_INSERT)
-        first_row = 0  # the current statement's first row, in sorted order
-
-        def flush() -> None:
-            # parts = [INSERT INTO, (header, values, ')') per subtable]. Every header
-            # holds two '(' (TAGS, and VALUES opening the first row) and every further
-            # row one, so rows = '(' count - headers.
-            nonlocal parts, size, first_row
-            sql = b"".join(parts)
-            count = sql.count(b"(") - (len(parts) - 1) // 3
-            segment = ((rows, first_row, first_row + count),)
-            statements.append(InsertStatement(sql.decode("ascii"), count, segment))
-            first_row += count
-            parts = [_INSERT]
-            size = len(_INSERT)
-
-        total = len(rows)
-        low = 0  # the current subtable's first row
-        key = _BY_SUBTABLE(rows[0])
-        entry = get_header(key) or render(key)
-        while low < total:
-            # The subtable's rows end where its key changes: a short look first, since
-            # most subtables hold few rows of a batch, then the rest of the list.
-            probe = low + _SHORT_RUN
-            if probe < total:
-                high = bisect_right(rows, key, low + 1, probe, key=_BY_SUBTABLE)
-                if high == probe:
-                    high = bisect_right(rows, key, probe, total, key=_BY_SUBTABLE)
-            else:
-                high = bisect_right(rows, key, low + 1, total, key=_BY_SUBTABLE)
-            separator, header = entry
-            # b'[[u,a,c1,...],[u,a,c1,...]]' -> b'c1,...) (c1,...': the header's '('
-            # opens the first row and _CLOSE ends the last. Every row of the run starts
-            # with the same tags, and ']' only ever closes a row.
-            values = _ENCODE(rows[low:high])[len(separator) - 1 : -2]
-            if high - low > 1:
-                values = values.replace(separator, _ROW_GAP)
-            values = values.replace(b"null", b"NULL")
-            low = high
-            if high < total:
-                key = _BY_SUBTABLE(rows[high])
-                entry = get_header(key) or render(key)
-            needed = len(header) + len(values) + 1
-            if size + needed <= limit:
-                parts += (header, values, _CLOSE)
-                size += needed
-                continue
-            # Slow path: the subtable's rows continue in the next statement(s).
-            while True:
-                room = limit - size - len(header) - 1
-                if len(values) <= room:
-                    parts += (header, values, _CLOSE)
-                    size += len(header) + len(values) + 1
-                    break
-                # Last row boundary b') (' that keeps the piece values[:cut] in room.
-                cut = values.rfind(_ROW_GAP, 0, room + 3) if room > 0 else -1
-                if cut < 0:
-                    if len(parts) == 1:
-                        raise StatementSizeError(
-                            f"one row of a subtable does not fit in max_statement_bytes={limit}"
-                        )
-                else:
-                    parts += (header, values[:cut], _CLOSE)
-                    values = values[cut + 3 :]
-                flush()
-        if len(parts) > 1:
-            flush()
+        first = 0
+        while first < count:
+            # A statement: INSERT INTO, the first row's header without its ')', the first
+            # row's values, the other rows with their prefixes, and the ')' of the last.
+            head = self._header(rows.subtables[first])
+            # (The header's ')' dropped, the last row's added: len(head) in all.)
+            fixed = len(_INSERT) + len(head) - len(prefixes[first])
+            end = bisect_right(ends, limit - fixed + ends[first], first + 1) - 1
+            if end <= first:
+                raise StatementSizeError(
+                    f"one row of a subtable does not fit in max_statement_bytes={limit}"
+                )
+            parts: list[bytes] = [_CLOSE] * (2 * (end - first) + 1)
+            parts[0:-1:2] = prefixes[first:end]
+            parts[1::2] = texts[first:end]
+            parts[0] = _INSERT + head[1:]
+            sql = b"".join(parts).decode("ascii")
+            statements.append(InsertStatement(sql, rows, first, end))
+            first = end
         return statements
 
 

@@ -1,31 +1,30 @@
 """Balance events as validated, sorted columns: the pure half of the stmt2 write path.
 
-No I/O and no driver here. :func:`columns_of` turns a batch of BalanceEvents into one
-sequence per field, checks each column once for the whole batch (the types with one
-``set(map(type, column))``, the range with one ``min`` and one ``max``), orders the
-rows as :mod:`worker.tdengine.sql` does (by subtable, then ``ts``, then ``event_id``,
-equal rows keeping their input order) and marks where each subtable's rows begin.
+No I/O and no driver here. :func:`columns_of` validates a batch of BalanceEvents with
+the SQL path's own check (one msgspec conversion of the whole batch, in C), turns it
+into one list per field, orders the rows as :mod:`worker.tdengine.sql` does (by
+subtable, then ``ts``, then ``event_id``, equal rows keeping their input order) and
+marks where each subtable's rows begin.
 
 The values accepted are exactly those :func:`worker.tdengine.sql.check_events`
 accepts, so a batch either path refuses, the other refuses too: an ``int`` (or an int
-subclass, never ``bool``) in range of its column type, ``None`` only where the column
-is nullable, a ``bool`` for ``is_maker``. A refusal raises
-:class:`~worker.tdengine.errors.RowValueError` naming the field, the row and the value.
+subclass, never ``bool``; the columns hold plain ints) in range of its column type,
+``None`` only where the column is nullable, a ``bool`` for ``is_maker``. A refusal
+raises :class:`~worker.tdengine.errors.RowValueError` naming the field, the row and
+the value.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from functools import partial
 from itertools import compress, repeat
-from operator import attrgetter, is_not, itemgetter, lshift, ne, or_
+from operator import attrgetter, itemgetter, lshift, ne, or_
 from typing import Any, Final
 
-from msgspec.structs import astuple
+import msgspec
 
-from worker.core.events import BalanceEvent
 from worker.tdengine.errors import RowValueError
-from worker.tdengine.sql import COLUMNS, TAGS, RowKey
+from worker.tdengine.sql import COLUMNS, TAGS, RowKey, _Row
 
 __all__ = (
     "FIELDS",
@@ -100,13 +99,8 @@ FIELDS: Final[tuple[FieldRule, ...]] = (
 
 assert tuple(rule.name for rule in FIELDS) == (*(n for n, _ in TAGS), *(n for n, _ in COLUMNS))
 
-_NOT_NONE = partial(is_not, None)
-_INTS: Final = frozenset({int})
-_INTS_OR_NULL: Final = frozenset({int, type(None)})
-_BOOLS: Final = frozenset({bool})
-_NONE: Final = type(None)
-_BALANCE_EVENTS: Final = frozenset({BalanceEvent})
-_STRUCT_POSITIONS: Final = tuple(BalanceEvent.__struct_fields__.index(rule.name) for rule in FIELDS)
+_ROWS: Final = list[_Row]
+assert _Row.__struct_fields__ == tuple(rule.name for rule in FIELDS)
 
 
 class ColumnBatch:
@@ -154,21 +148,6 @@ class ColumnBatch:
         )
 
 
-def _column_fine(rule: FieldRule, column: Sequence[Any]) -> bool:
-    """Whether the whole column is valid: one type set, then one min and one max."""
-    kinds = set(map(type, column))
-    if rule.low is None:
-        return kinds <= _BOOLS
-    if not kinds <= (_INTS_OR_NULL if rule.nullable else _INTS):
-        return False  # not plain ints: maybe int subclasses, the exact check decides
-    values = list(filter(_NOT_NONE, column)) if _NONE in kinds else column
-    return not values or (min(values) >= rule.low and max(values) <= rule.high)
-
-
-def _column_exact(rule: FieldRule, column: Sequence[Any]) -> bool:
-    return all(rule.problem(value) is None for value in column)
-
-
 def check_rows(events: Sequence[object]) -> None:
     """The exact check, row by row in input order; raise for the first refused value.
 
@@ -194,16 +173,21 @@ def check_rows(events: Sequence[object]) -> None:
 
 
 def _columns(rows: Sequence[Any]) -> list[Sequence[Any]]:
-    """One sequence per field of :data:`FIELDS`, in that order, rows in input order."""
-    if rows and set(map(type, rows)) == _BALANCE_EVENTS:
-        # BalanceEvent structs: one C-level astuple per row, one transposition.
-        transposed = list(zip(*map(astuple, rows), strict=True))
-        return [transposed[at] for at in _STRUCT_POSITIONS]
-    return [list(map(rule.get, rows)) for rule in FIELDS]
+    """One list per field of :data:`FIELDS`, in that order, rows in input order; raise
+    for the first refused value (in input order, as :func:`check_rows` names it)."""
+    try:
+        # The SQL path's check, in C; its rows hold plain ints, bools and None.
+        valid = msgspec.convert(rows, _ROWS, from_attributes=True)
+    except msgspec.ValidationError:
+        check_rows(rows)
+        raise AssertionError("msgspec refused a row that check_rows accepts") from None
+    # One C-level pass per field over the rows, which lie together in memory.
+    return [list(map(rule.get, valid)) for rule in FIELDS]
 
 
 def columns_of(events: Iterable[object]) -> ColumnBatch:
-    """Validate ``events`` column by column and return them as sorted columns.
+    """Validate ``events`` (as :func:`~worker.tdengine.sql.check_events` does) and return
+    them as sorted columns.
 
     Raises
     ------
@@ -214,17 +198,7 @@ def columns_of(events: Iterable[object]) -> ColumnBatch:
     """
     batch = events if isinstance(events, list | tuple) else list(events)
     count = len(batch)
-    try:
-        columns = _columns(batch)
-    except AttributeError:
-        check_rows(batch)
-        raise
-    for rule, column in zip(FIELDS, columns, strict=True):
-        # The exact check runs only when the fast one fails: a refused value (then
-        # check_rows names it), or int subclasses, which it accepts.
-        if not _column_fine(rule, column) and not _column_exact(rule, column):
-            check_rows(batch)
-            raise AssertionError("a column was refused, but no row")  # pragma: no cover
+    columns = _columns(batch)
     users, accounts, ts, event_id = columns[0], columns[1], columns[2], columns[3]
     # Four stable sorts of the row order, least significant key first: the SQL
     # builder's order (equal rows keep their input order), with C-level keys. The
