@@ -15,14 +15,16 @@ trades on a market maker; ``--batch KEY=VALUE`` overrides a ``[batch]`` setting;
 ``tdengine``);
 ``--tables exist`` writes into a database already holding the subtables;
 ``--remote-us-per-row`` adds a statement-only run that also waits that long per row, as
-for a server on another machine (how much a write's wait overlaps with reading); with
-``--prepare`` its statements are built on the engine's thread (a ``PreparingSink``).
+for a server on another machine (how much a write's wait overlaps with reading). Every
+sink here builds a due batch's requests on the engine's thread (``prepare``, as the
+worker's ``TDengineSink`` does); ``--build-on-writer`` builds them on the writer thread
+instead (inside ``write``), for comparison.
 ``--write-api stmt2`` writes the TDengine runs through stmt2, sent from a child process
 or, with ``--stmt2-sender inline``, from the worker's process.
 
 Run: ``python -m bench.bench_worker [--trades N] [--double-trades N] [--runs N]
 [--spread uniform|zipf] [--users N] [--batch max_rows=50000]... [--only a,b]
-[--tables first|exist] [--remote-us-per-row US [--prepare]] [--write-api sql|stmt2
+[--tables first|exist] [--remote-us-per-row US] [--build-on-writer] [--write-api sql|stmt2
 [--stmt2-sender process|inline]]``.
 """
 
@@ -105,7 +107,7 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
     from worker.commands.assemble import assemble_worker
     from worker.core.deriver import Deriver
     from worker.core.fee_schedule import parse_fee_schedule
-    from worker.engine.sink import MessageRows, Sink, SinkResult
+    from worker.engine.sink import MessageRows, PreparingSink, Sink, SinkResult
     from worker.ops.config import BatchSettings, KafkaSettings, Settings, WorkerSettings
     from worker.tdengine.sink import BindOnlySink, StatementOnlySink
 
@@ -144,20 +146,27 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
             inner.close()
 
     class PreparingTimedSink(TimedSink):
-        """Builds the statements in ``prepare`` (the engine's thread); ``send`` waits."""
+        """Keeps the inner sink's split: ``prepare`` on the engine's thread (untimed, as
+        the worker's own work), ``send`` on the writer thread (timed as the flush)."""
 
         def prepare(self, batch: Sequence[MessageRows]) -> object:
-            return inner.write(batch), sum(len(rows.events) for rows in batch)
+            return cast(PreparingSink, inner).prepare(batch)
 
         def send(self, prepared: object) -> SinkResult:
             start = time.perf_counter()
-            result, rows = cast(tuple[SinkResult, int], prepared)
-            time.sleep(result.rows_written * wait_s)
-            flushes.append(time.perf_counter() - start)
-            flushed_rows.append(rows)
-            return result
+            written = 0
+            try:
+                result = cast(PreparingSink, inner).send(prepared)
+                written = result.rows_written
+                if wait_s:  # a server elsewhere: waiting costs this process no CPU
+                    time.sleep(written * wait_s)
+                return result
+            finally:
+                flushes.append(time.perf_counter() - start)
+                flushed_rows.append(written)
 
-    sink = PreparingTimedSink() if args.prepare and args.mode == "statements" else TimedSink()
+    preparing = isinstance(inner, PreparingSink) and not args.build_on_writer
+    sink = PreparingTimedSink() if preparing else TimedSink()
     settings = Settings(
         fee_schedule="(the sample schedule)",
         kafka=KafkaSettings(bootstrap_servers=args.bootstrap, group_id=uuid.uuid4().hex,
@@ -255,7 +264,7 @@ def measure(
     batch: dict[str, Any] | None = None,
     database: str = "",
     remote_us_per_row: float = 0.0,
-    prepare: bool = False,
+    build_on_writer: bool = False,
 ) -> dict[str, Any]:
     """One measurement in a fresh process: its JSON result (into ``database``, kept, if
     given; else into a database of its own, dropped after)."""
@@ -280,7 +289,7 @@ def measure(
             database,
             "--remote-us-per-row",
             str(remote_us_per_row),
-            *(["--prepare"] if prepare else []),
+            *(["--build-on-writer"] if build_on_writer else []),
         ],
         capture_output=True,
         text=True,
@@ -340,10 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-json", default="{}")
     parser.add_argument("--database", default="")
     parser.add_argument(
-        "--prepare",
+        "--build-on-writer",
         action="store_true",
-        help="with --remote-us-per-row: build the statements on the engine's thread "
-        "(PreparingSink), leaving the writer thread only the wait",
+        help="build a batch's requests on the writer thread (inside write), not on the "
+        "engine's thread (prepare) as the worker does",
     )
     parser.add_argument(
         "--remote-us-per-row",
@@ -373,9 +382,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def runs(mode: str, topic: str, count: int, url: str = "") -> list[dict[str, Any]]:
         if mode != "tdengine" or args.tables == "first":
-            return [measure(mode, bootstrap, topic, count, url, batch) for _ in range(args.runs)]
+            return [measure(mode, bootstrap, topic, count, url, batch,
+                            build_on_writer=args.build_on_writer)
+                    for _ in range(args.runs)]  # fmt: skip
         with warmed_database(url, count, spread) as database:
-            return [measure(mode, bootstrap, topic, count, url, batch, database)
+            return [measure(mode, bootstrap, topic, count, url, batch, database,
+                            build_on_writer=args.build_on_writer)
                     for _ in range(args.runs)]  # fmt: skip
 
     with kafka_bootstrap() as bootstrap:
@@ -397,10 +409,15 @@ def main(argv: list[str] | None = None) -> int:
                     runs("binds", topic, args.trades), raw_rate, args.verbose)  # fmt: skip
         if "statements" in only and args.remote_us_per_row:
             remote = [measure("statements", bootstrap, topic, args.trades, "", batch, "",
-                              args.remote_us_per_row, args.prepare)
+                              args.remote_us_per_row, args.build_on_writer)
                       for _ in range(args.runs)]  # fmt: skip
             name = f"(i') statement-only + {args.remote_us_per_row:g} us/row remote wait"
-            _report(name + (", prepared" if args.prepare else ""), remote, raw_rate, args.verbose)
+            _report(
+                name + (", built on the writer" if args.build_on_writer else ""),
+                remote,
+                raw_rate,
+                args.verbose,
+            )
         small = f"{topic}-double"
         real = os.environ.get("TDENGINE_URL")
         if only & {"double", "tdengine"}:

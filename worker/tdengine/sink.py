@@ -7,6 +7,8 @@ engine's own :class:`~worker.engine.sink.MessageKey`, comes back as the sink res
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
+from operator import attrgetter
 
 from worker.core.events import BalanceEvent
 from worker.engine.sink import AllStored, MessageKey, MessageRows, SinkResult
@@ -24,6 +26,8 @@ from worker.tdengine.writer import (
 )
 
 __all__ = ("BindOnlySink", "BuildOnlySink", "StatementOnlySink", "TDengineSink")
+
+_EVENTS = attrgetter("events")
 
 
 class TDengineSink:
@@ -72,21 +76,34 @@ class TDengineSink:
 
 
 class BuildOnlySink:
-    """Builds a write path's requests and discards them: the worker's own cost, measured."""
+    """Builds a write path's requests and discards them: the worker's own cost, measured.
+
+    A ``PreparingSink`` as :class:`TDengineSink` is: the engine builds a due batch's
+    requests on its own thread (:meth:`prepare`), and :meth:`send` only reports them.
+    """
 
     def __init__(self, build: Callable[[Iterable[BalanceEvent]], Sequence[WriteRequest]]) -> None:
         self._build = build
         self.requests = 0
         self.nbytes = 0
 
-    def write(self, batch: Sequence[MessageRows]) -> SinkResult:
-        requests = self._build(e for rows in batch for e in rows.events)
+    def prepare(self, batch: Sequence[MessageRows]) -> int:
+        """Build the batch's requests; the rows they hold."""
+        requests = self._build(chain.from_iterable(map(_EVENTS, batch)))
         self.requests += len(requests)
         rows = 0
         for request in requests:
             self.nbytes += request.nbytes
             rows += request.rows
-        return AllStored(rows)
+        return rows
+
+    def send(self, prepared: object) -> SinkResult:
+        if type(prepared) is not int:
+            raise TypeError(f"send() takes what prepare() returned, not {type(prepared)!r}")
+        return AllStored(prepared)
+
+    def write(self, batch: Sequence[MessageRows]) -> SinkResult:
+        return AllStored(self.prepare(batch))
 
     def close(self) -> None:
         pass
