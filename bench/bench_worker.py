@@ -186,12 +186,15 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
     )
     started: list[float] = []
 
+    children: list[float] = []
+
     def watch() -> None:
         while True:
             progress = worker.progress
             if progress["messages"] and not started:
                 started.append(time.perf_counter())
             if progress["messages"] >= args.count and worker.buffered_messages == 0:
+                children.append(_children_rss_mib())  # before the sink closes its child
                 worker.stop()
                 return
             time.sleep(0.02)
@@ -215,6 +218,7 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
         "rows_per_flush": sum(flushed_rows) / len(flushed_rows) if flushed_rows else 0.0,
         "p99_flush_s": flushes[max(0, int(len(flushes) * 0.99) - 1)] if flushes else 0.0,
         "rss_mib": _rss_mib(),
+        "child_rss_mib": children[0] if children else 0.0,
     }
 
 
@@ -253,6 +257,21 @@ def _rss_mib() -> float:
         if row.startswith("VmHWM:"):
             return int(row.split()[1]) / 1024
     return 0.0
+
+
+def _children_rss_mib() -> float:
+    """Peak RSS of this process's children (the stmt2 sender's child), summed."""
+    total = 0.0
+    for listing in Path("/proc/self/task").glob("*/children"):
+        for pid in listing.read_text().split():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            for row in status.splitlines():
+                if row.startswith("VmHWM:"):
+                    total += int(row.split()[1]) / 1024
+    return total
 
 
 def measure(
@@ -519,6 +538,7 @@ def _figures(result: dict[str, Any]) -> dict[str, float]:
         "flushes": result["flushes"],
         "rows_per_flush": result.get("rows_per_flush", 0.0),
         "rss_mib": result["rss_mib"],
+        "child_rss_mib": result.get("child_rss_mib", 0.0),
     }
 
 
@@ -528,6 +548,7 @@ def _line(f: dict[str, float], raw_rate: float) -> str:
         f"{f['trades_s']:,.0f} trades/s, {f['rows_s']:,.0f} rows/s{of_raw}, p99 flush "
         f"{f['p99_flush_ms']:.0f} ms, {f['flushes']:.0f} flushes of {f['rows_per_flush']:,.0f} "
         f"rows, peak RSS {f['rss_mib']:.0f} MiB"
+        + (f" + child {f['child_rss_mib']:.0f} MiB" if f["child_rss_mib"] else "")
     )
 
 
