@@ -116,8 +116,8 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
                                 args.database or f"bench_{uuid.uuid4().hex[:8]}")  # fmt: skip
     if args.mode == "statements":
         inner = StatementOnlySink()
-    elif args.mode == "binds":
-        inner = BindOnlySink()
+    elif args.mode == "binds":  # the worker's share: with the inline sender, the views too
+        inner = BindOnlySink(make_views=not tdengine.stmt2_process)
     else:
         inner = TDengineSink.connect(tdengine)
     flushes: list[float] = []

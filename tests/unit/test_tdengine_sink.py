@@ -38,7 +38,8 @@ def test_send_takes_only_what_prepare_returned() -> None:
         StatementOnlySink().send("INSERT INTO ...")
 
 
-def test_bind_only_counts_the_rows_it_bound() -> None:
-    sink = BindOnlySink(max_rows=40)
+@pytest.mark.parametrize("make_views", [False, True])
+def test_bind_only_counts_the_rows_it_bound(make_views: bool) -> None:
+    sink = BindOnlySink(max_rows=40, make_views=make_views)
     assert sink.prepare(batch(25)) == 100
     assert sink.requests == 3  # 100 rows in requests of at most 40

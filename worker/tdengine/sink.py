@@ -117,7 +117,12 @@ class StatementOnlySink(BuildOnlySink):
 
 
 class BindOnlySink(BuildOnlySink):
-    """Builds the stmt2 bind requests of a batch and discards them (needs taos-ws-py)."""
+    """Builds the stmt2 bind requests of a batch and discards them.
 
-    def __init__(self, max_rows: int = DEFAULT_MAX_ROWS) -> None:
-        super().__init__(BindBuilder(max_rows=max_rows).build)
+    By default the worker's share with the child-process sender (``stmt2_process``):
+    rows checked and sorted into plain columns; with ``make_views`` also taos-ws-py's
+    bind views, as the in-process sender needs (the child's share, done here).
+    """
+
+    def __init__(self, max_rows: int = DEFAULT_MAX_ROWS, *, make_views: bool = False) -> None:
+        super().__init__(BindBuilder(max_rows=max_rows, make_views=make_views).build)
