@@ -139,6 +139,33 @@ def test_requests_hold_at_most_max_rows_and_split_a_subtable_between_them() -> N
     assert len(owners) >= 4, "the 25-row subtable spans several requests"
 
 
+@pytest.mark.parametrize(("max_rows", "max_views"), [(20_000, 3), (7, 2), (11, 1)])
+def test_requests_hold_at_most_max_views_views_and_every_row_once_in_order(
+    max_rows: int, max_views: int
+) -> None:
+    events = sample_events(trades=60, users=9)
+    (whole,) = builder().build(events)
+    requests = builder(max_rows=max_rows, max_views=max_views).build(events)
+    assert len(requests) > 1
+    for request in requests:
+        assert 1 <= request.tables <= max_views
+        assert request.rows <= max_rows
+        assert sum(len(view.columns[0][1]) for view in request.params) == request.rows
+    assert [key for r in requests for key in r.row_keys()] == whole.row_keys()
+    assert bound_rows(views_of(requests)) == bound_rows(whole.params)
+
+
+def test_plain_requests_are_cut_where_the_inline_ones_are() -> None:
+    events = sample_events(trades=60, users=9)
+    inline = builder(max_rows=7, max_views=2).build(events)
+    plain = BindBuilder(max_rows=7, max_views=2, make_views=False).build(events)
+    assert [(r.rows, r.tables) for r in plain] == [(r.rows, r.tables) for r in inline]
+    for p_request, i_request in zip(plain, inline, strict=True):
+        assert p_request.row_keys() == i_request.row_keys()
+        assert len(p_request.data.users) == p_request.tables
+        assert p_request.data.starts[-1] == p_request.rows
+
+
 def test_a_subtable_longer_than_a_view_allows_is_bound_as_several_views(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -302,6 +329,9 @@ def test_invalid_max_rows_is_refused() -> None:
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="max_rows"):
             BindBuilder(max_rows=bad, taosws=FakeTaosws())  # type: ignore[arg-type]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_views"):
+            BindBuilder(max_views=bad, taosws=FakeTaosws())  # type: ignore[arg-type]
 
 
 def test_a_column_the_driver_refuses_after_our_checks_is_fatal() -> None:
