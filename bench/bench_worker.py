@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -124,23 +124,24 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
     flushed_rows: list[int] = []
     wait_s = args.remote_us_per_row / 1e6 if args.mode == "statements" else 0.0
 
+    def timed(store: Callable[[], SinkResult], rows: Callable[[], int]) -> SinkResult:
+        """Run ``store`` as one timed flush (plus the remote wait, if any); ``rows``
+        counts the flush's rows when it failed (this wrapper's cost is not the worker's)."""
+        start = time.perf_counter()
+        written: int | None = None
+        try:
+            result = store()
+            written = result.rows_written
+            if wait_s:  # a server elsewhere: waiting costs this process no CPU
+                time.sleep(written * wait_s)
+            return result
+        finally:
+            flushes.append(time.perf_counter() - start)
+            flushed_rows.append(rows() if written is None else written)
+
     class TimedSink:
         def write(self, batch: Sequence[MessageRows]) -> SinkResult:
-            start = time.perf_counter()
-            written: int | None = None
-            try:
-                result = inner.write(batch)
-                written = result.rows_written
-                if wait_s:  # a server elsewhere: waiting costs this process no CPU
-                    time.sleep(written * wait_s)
-                return result
-            finally:
-                flushes.append(time.perf_counter() - start)
-                # Counting the rows again only when the write failed: this wrapper's cost
-                # is not the worker's.
-                if written is None:
-                    written = sum(len(rows.events) for rows in batch)
-                flushed_rows.append(written)
+            return timed(lambda: inner.write(batch), lambda: sum(len(r.events) for r in batch))
 
         def close(self) -> None:
             inner.close()
@@ -153,17 +154,7 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
             return cast(PreparingSink, inner).prepare(batch)
 
         def send(self, prepared: object) -> SinkResult:
-            start = time.perf_counter()
-            written = 0
-            try:
-                result = cast(PreparingSink, inner).send(prepared)
-                written = result.rows_written
-                if wait_s:  # a server elsewhere: waiting costs this process no CPU
-                    time.sleep(written * wait_s)
-                return result
-            finally:
-                flushes.append(time.perf_counter() - start)
-                flushed_rows.append(written)
+            return timed(lambda: cast(PreparingSink, inner).send(prepared), lambda: 0)
 
     preparing = isinstance(inner, PreparingSink) and not args.build_on_writer
     sink = PreparingTimedSink() if preparing else TimedSink()

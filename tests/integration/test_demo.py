@@ -6,11 +6,12 @@ import os
 import re
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 from standins.samples import fee_schedule_text, trade_lines
-from standins.tdengine_double import TDengineDouble
+from tests.fixtures.tdengine import TDengineEndpoint
 from worker.core.deriver import Deriver
 from worker.core.fee_schedule import parse_fee_schedule
 from worker.core.rejections import Rejection
@@ -20,11 +21,14 @@ HUMAN_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+Z (DEBUG|INFO|WARNING|ERROR
 
 
 def run_demo(env: dict[str, str], trades: int) -> subprocess.CompletedProcess[str]:
+    """Run the demo with ``env`` over this process's environment, without its
+    TDENGINE_URL unless ``env`` sets one (a run against the suite's real server sets it)."""
+    inherited = {k: v for k, v in os.environ.items() if k != "TDENGINE_URL"}
     proc = subprocess.run(
         [sys.executable, "-m", "worker", "demo", "--trades", str(trades)],
         capture_output=True,
         text=True,
-        env={**os.environ, "COLUMNS": "120", **env},
+        env={**inherited, "COLUMNS": "120", **env},
         timeout=240,
         check=False,
     )
@@ -49,8 +53,7 @@ def rows_reported(out: str) -> int:
 
 def test_demo_runs_end_to_end_and_reports_the_ledger(kafka_bootstrap: str) -> None:
     trades = 2000
-    env = {k: v for k, v in os.environ.items() if k != "TDENGINE_URL"}  # its own stand-in
-    proc = run_demo({**env, "KAFKA_BOOTSTRAP": kafka_bootstrap}, trades)
+    proc = run_demo({"KAFKA_BOOTSTRAP": kafka_bootstrap}, trades)  # its own stand-in
     out = proc.stdout
     assert "stand-in" in out and "NOT TDengine" in out
     assert rows_reported(out) == valid_trades(trades) * 4
@@ -63,18 +66,26 @@ def test_demo_runs_end_to_end_and_reports_the_ledger(kafka_bootstrap: str) -> No
     assert url is not None and int(url.group(1)) > 0, out
 
 
-def test_with_tdengine_url_each_run_counts_only_its_own_rows(kafka_bootstrap: str) -> None:
-    double = TDengineDouble(password="demo-secret").start()
+@pytest.mark.tdengine
+def test_with_tdengine_url_each_run_counts_only_its_own_rows(
+    kafka_bootstrap: str, tdengine_endpoint: TDengineEndpoint, tdengine_sql: Any
+) -> None:
+    env = {
+        "KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "TDENGINE_URL": tdengine_endpoint.url,
+        "TDENGINE_USER": tdengine_endpoint.user,
+        "TDENGINE_PASSWORD": tdengine_endpoint.password,
+    }
+    runs: list[subprocess.CompletedProcess[str]] = []
     try:
-        env = {
-            "KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "TDENGINE_URL": double.url,
-            "TDENGINE_PASSWORD": "demo-secret",
-        }
-        first = run_demo(env, 600)
-        second = run_demo(env, 400)  # other trades' timestamps: other rows
+        runs.append(run_demo(env, 600))
+        runs.append(run_demo(env, 400))  # other trades' timestamps: other rows
     finally:
-        double.stop()
+        for run in runs:  # each run leaves its database for the operator to read
+            named = re.search(r"its own database (\w+)", run.stdout)
+            if named:
+                tdengine_sql(f"DROP DATABASE IF EXISTS `{named.group(1)}`")
+    first, second = runs
     assert rows_reported(first.stdout) == valid_trades(600) * 4
     assert rows_reported(second.stdout) == valid_trades(400) * 4
     databases = [re.search(r"its own database (\w+)", p.stdout) for p in (first, second)]

@@ -410,23 +410,38 @@ def test_row_struct_follows_the_schema_column_order() -> None:
 _int64 = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
 _int32 = st.integers(min_value=-(1 << 31), max_value=(1 << 31) - 1)
 
-events_strategy = st.builds(
-    BalanceEvent,
-    ts=st.integers(min_value=0, max_value=5),
-    event_id=st.integers(min_value=0, max_value=8),
-    event_type=st.integers(min_value=-128, max_value=127),
-    trade_id=_int64,
-    user_id=st.sampled_from([0, 1, 2, 9, 10, 19, 99, (1 << 63) - 1]),
-    account_type=st.integers(min_value=0, max_value=3),
-    debit_asset=st.none() | _int32,
-    debit_amt=st.none() | _int64,
-    credit_asset=_int32,
-    credit_amt=_int64,
-    fee=_int64,
-    fee_asset=_int32,
-    is_maker=st.booleans(),
-    from_user=st.none() | _int64,
-)
+
+def balance_events(
+    *,
+    ts: st.SearchStrategy[int],
+    event_id: st.SearchStrategy[int],
+    users: list[int],
+    most_account_type: int,
+) -> st.SearchStrategy[BalanceEvent]:
+    """Events with any valid column values; keys, users and account types as given."""
+    return st.builds(
+        BalanceEvent,
+        ts=ts,
+        event_id=event_id,
+        event_type=st.integers(min_value=-128, max_value=127),
+        trade_id=_int64,
+        user_id=st.sampled_from(users),
+        account_type=st.integers(min_value=0, max_value=most_account_type),
+        debit_asset=st.none() | _int32,
+        debit_amt=st.none() | _int64,
+        credit_asset=_int32,
+        credit_amt=_int64,
+        fee=_int64,
+        fee_asset=_int32,
+        is_maker=st.booleans(),
+        from_user=st.none() | _int64,
+    )  # fmt: skip
+
+
+events_strategy = balance_events(
+    ts=st.integers(min_value=0, max_value=5), event_id=st.integers(min_value=0, max_value=8),
+    users=[0, 1, 2, 9, 10, 19, 99, (1 << 63) - 1], most_account_type=3,
+)  # fmt: skip
 
 
 @settings(max_examples=150, deadline=None)
@@ -448,23 +463,11 @@ def test_statements_respect_the_limit_and_carry_exactly_the_input_rows(
 
 # ------------------------------------------------------------ against the reference
 
-_random_events = st.builds(
-    BalanceEvent,
+_random_events = balance_events(
     ts=st.integers(min_value=0, max_value=3) | _int64,
     event_id=st.integers(min_value=0, max_value=5) | _int64,
-    event_type=st.integers(min_value=-128, max_value=127),
-    trade_id=_int64,
-    user_id=st.sampled_from([0, 1, 2, 9, 10, 127, 128, 999, (1 << 63) - 1]),
-    account_type=st.integers(min_value=0, max_value=127),
-    debit_asset=st.none() | _int32,
-    debit_amt=st.none() | _int64,
-    credit_asset=_int32,
-    credit_amt=_int64,
-    fee=_int64,
-    fee_asset=_int32,
-    is_maker=st.booleans(),
-    from_user=st.none() | _int64,
-)
+    users=[0, 1, 2, 9, 10, 127, 128, 999, (1 << 63) - 1], most_account_type=127,
+)  # fmt: skip
 
 
 @settings(max_examples=200, deadline=None)
