@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import Final, Self
 from urllib.parse import urlsplit
 
-from standins.tracked_http import TrackedHTTPServer
+from standins.tracked_http import TrackedHTTPServer, read_request_body
 
 __all__ = ("MEMORY_EXCEEDS_BODY", "FaultProxy")
 
@@ -265,19 +265,6 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._handle()
 
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().strip().split(b";")[0] or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
     def _send(
         self,
         status: int,
@@ -306,7 +293,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         started = time.perf_counter_ns()
         proxy = self.server.proxy
-        body = self._read_body()
+        body = read_request_body(self)
         if proxy._wait_while_hung():
             self._drop()
             return

@@ -12,7 +12,7 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ("TrackedHTTPServer",)
+__all__ = ("TrackedHTTPServer", "read_request_body")
 
 
 class TrackedHTTPServer(ThreadingHTTPServer):
@@ -60,3 +60,20 @@ class TrackedHTTPServer(ThreadingHTTPServer):
         self.drop_connections()
         if thread is not None:
             thread.join(timeout=5)
+
+
+def read_request_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """The body of ``handler``'s request: chunked (as Go's and some Python clients send
+    it), or ``Content-Length`` bytes, or none."""
+    rfile, headers = handler.rfile, handler.headers
+    if "chunked" in headers.get("Transfer-Encoding", "").lower():
+        chunks: list[bytes] = []
+        while True:
+            size = int(rfile.readline().strip().split(b";")[0] or b"0", 16)
+            if size == 0:
+                rfile.readline()
+                return b"".join(chunks)
+            chunks.append(rfile.read(size))
+            rfile.readline()
+    length = int(headers.get("Content-Length") or 0)
+    return rfile.read(length) if length > 0 else b""

@@ -32,7 +32,7 @@ from standins.tdengine_double.engine import DEFAULT_SERVER_VERSION, Engine
 from standins.tdengine_double.errors import TDengineError
 from standins.tdengine_double.results import ExecResult, QueryResult
 from standins.tdengine_double.timefmt import format_timestamp
-from standins.tracked_http import TrackedHTTPServer
+from standins.tracked_http import TrackedHTTPServer, read_request_body
 
 __all__ = ("TDengineDouble", "encode_result")
 
@@ -194,21 +194,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("OPTIONS")
 
     # ------------------------------------------------------------- plumbing
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size_line = self.rfile.readline().strip().split(b";")[0]
-                size = int(size_line or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
     def _send(self, status: int, body: bytes, content_type: str = _JSON_TYPE) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -218,7 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         started = time.perf_counter_ns()
-        body = self._read_body()
+        body = read_request_body(self)
         parts = urlsplit(self.path)
         path = parts.path
         query = parse_qs(parts.query, keep_blank_values=True)

@@ -210,3 +210,14 @@ def test_a_compressed_answer_reaches_the_client_decodable() -> None:
 def test_upstream_with_credentials_is_refused() -> None:
     with pytest.raises(ValueError, match="credentials"):
         FaultProxy("http://root:taosdata@127.0.0.1:6041")
+
+
+def test_a_chunked_request_body_is_forwarded_whole(proxy: FaultProxy) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"SELECT SERVER"
+        yield b"_VERSION()"
+
+    answer = requests.post(f"{proxy.url}/rest/sql", data=chunks(),
+                           auth=("root", "taosdata"), timeout=10)  # fmt: skip
+    assert answer.request.headers.get("Transfer-Encoding") == "chunked"
+    assert answer.json()["data"] == [["3.3.6.6"]]

@@ -162,3 +162,16 @@ def test_integer_only_results_encode_like_the_per_value_path() -> None:
         b'"data":[[1,null],[-9223372036854775808,7],[9223372036854775807,0]],"rows":3,"timing":5}'
     )
     assert slow.replace(b',"x"]', b"]").replace(b',["s","VARCHAR",4]', b"") == fast
+
+
+def test_a_chunked_request_body_is_read_whole(double: TDengineDouble) -> None:
+    """requests sends a generator body chunked (Transfer-Encoding), as Go clients may."""
+
+    def chunks() -> Iterator[bytes]:
+        yield b"SELECT SERVER"
+        yield b"_VERSION()"
+
+    answer = requests.post(f"{double.url}/rest/sql", data=chunks(),
+                           auth=("root", "taosdata"), timeout=10)  # fmt: skip
+    assert answer.request.headers.get("Transfer-Encoding") == "chunked"
+    assert answer.json()["data"] == [["3.3.6.6"]]
