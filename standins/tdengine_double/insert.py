@@ -141,15 +141,25 @@ class InsertParser:
     def is_word(self, t: Token, word: str) -> bool:
         return t.kind == "id" and t.text == word
 
+    def expect_word(self, word: str, message: str) -> Token:
+        """The next token, which must be ``word``; else the syntax error ``message``."""
+        t = self.next()
+        if not self.is_word(t, word):
+            raise sql_syntax_error(self.rest(t), message)
+        return t
+
+    def expect_op(self, op: str, message: str) -> Token:
+        """The next token, which must be ``op``; else the syntax error ``message``."""
+        t = self.next()
+        if not self.is_op(t, op):
+            raise sql_syntax_error(self.rest(t), message)
+        return t
+
     # --------------------------------------------------------- statement
     def parse(self) -> list[TableRows]:
         """Parse the whole statement; returns one entry per table clause."""
-        t = self.next()
-        if not self.is_word(t, "insert"):
-            raise sql_syntax_error(self.rest(t), "keyword INSERT is expected")
-        t = self.next()
-        if not self.is_word(t, "into"):
-            raise sql_syntax_error(self.rest(t), "keyword INTO is expected")
+        self.expect_word("insert", "keyword INSERT is expected")
+        self.expect_word("into", "keyword INTO is expected")
         while True:
             t = self.tok
             if self.is_op(t, ";") and self.peek(1).kind == "eof":
@@ -315,9 +325,7 @@ class InsertParser:
             t = self.next()
         if not self.is_word(t, "tags"):
             raise sql_syntax_error(self.rest(t), "TAGS is expected")
-        t = self.next()
-        if not self.is_op(t, "("):
-            raise sql_syntax_error(self.rest(t), "( is expected")
+        self.expect_op("(", "( is expected")
         self.skip_parentheses()
         self.table_options()
 
@@ -333,12 +341,8 @@ class InsertParser:
     def tags_clause(
         self, stable: StableDef, bound: tuple[int, ...], precision: str
     ) -> tuple[object, ...]:
-        t = self.next()
-        if not self.is_word(t, "tags"):
-            raise sql_syntax_error(self.rest(t), "TAGS is expected")
-        t = self.next()
-        if not self.is_op(t, "("):
-            raise sql_syntax_error(self.rest(t), "( is expected")
+        self.expect_word("tags", "TAGS is expected")
+        self.expect_op("(", "( is expected")
         values: list[object] = [None] * len(stable.tags)
         for n, index in enumerate(bound):
             if n > 0 and self.is_op(self.tok, ","):
@@ -486,9 +490,7 @@ class InsertParser:
                 raise TDengineError(E.PK_IS_NULL, "Primary key column should not be null")
             values.append(value)
             if n < last:
-                t = self.next()
-                if not self.is_op(t, ","):
-                    raise sql_syntax_error(self.rest(t), ", expected")
+                self.expect_op(",", ", expected")
         return values
 
     # ---------------------------------------------------- super-table form
@@ -510,9 +512,7 @@ class InsertParser:
                 self.sql[name_end:],
                 "(...tbname, ts...) bounded cols is expected for supertable insertion",
             )
-        t = self.next()
-        if not self.is_word(t, "values"):
-            raise sql_syntax_error(self.rest(t), "keyword VALUES or FILE is expected")
+        self.expect_word("values", "keyword VALUES or FILE is expected")
         name_col = ColumnDef("tbname", DataType("VARCHAR", "str", 192))
         schema: list[ColumnDef] = []
         for b in bound:
