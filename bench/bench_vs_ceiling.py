@@ -39,9 +39,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import bench_worker
-from bench.bench_write_paths import SPREADS, Server, build_requests, rss_mib, spread_of
+from bench.bench_write_paths import (
+    SPREADS,
+    Server,
+    build_requests,
+    derived_batches,
+    rss_mib,
+    spread_of,
+)
 from worker.commands.demo import create_topics, produce_lines
-from worker.core.events import BalanceEvent
 from worker.ops.config import BatchSettings
 from worker.tdengine.stmt2 import DEFAULT_SHAPE
 
@@ -68,28 +74,12 @@ def read_lines(path: Path) -> list[bytes]:
     return path.read_bytes().splitlines()
 
 
-def derived_batches(lines: Sequence[bytes], batch_rows: int) -> list[list[BalanceEvent]]:
-    """The rows of the accepted trades, in batches of whole trades (at most ``batch_rows``)."""
-    from standins.samples import fee_schedule_text
-    from worker.core.deriver import Deriver
-    from worker.core.fee_schedule import parse_fee_schedule
-    from worker.core.rejections import Rejection
-
-    derive = Deriver(parse_fee_schedule(fee_schedule_text())).derive
-    events: list[BalanceEvent] = []
-    for line in lines:
-        derived = derive(line)
-        if not isinstance(derived, Rejection):
-            events.extend(derived)
-    step = batch_rows - batch_rows % 4 or 4
-    return [events[i : i + step] for i in range(0, len(events), step)]
-
-
 def ceiling_child(args: argparse.Namespace) -> None:
     """Send ``L`` then ``W`` with the plain writer of one path; one JSON line per write."""
     server = Server(args.url)
     database = f"bench_{uuid.uuid4().hex[:12]}"
     server.create_ledger(database)
+    version = server.version()
     try:
         stored = 0
         for write, path in zip(WRITES, (args.lines, args.twin), strict=True):
@@ -106,7 +96,7 @@ def ceiling_child(args: argparse.Namespace) -> None:
                 raise RuntimeError(f"{args.path}: affected rows {affected} != {rows} sent")
             stored += rows
             print(json.dumps({"write": write, "rows": rows, "seconds": seconds,
-                              "rss_mib": rss_mib(), "server_version": server.version()}),
+                              "rss_mib": rss_mib(), "server_version": version}),
                   flush=True)  # fmt: skip
         counted = server.sql(f"SELECT COUNT(*) FROM `{database}`.`balance_events`")
         if counted["data"][0][0] != stored:

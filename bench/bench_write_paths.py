@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -62,14 +62,21 @@ def spread_of(label: str) -> UserSpread:
 
 def sample_batches(label: str, rows: int, batch_rows: int) -> list[list[BalanceEvent]]:
     """Derived rows of ``rows // 4`` trades, in batches of whole trades."""
+    lines = trade_lines(rows // 4, spread=spread_of(label), invalid_ratio=0.0)
+    return derived_batches(lines, batch_rows)
+
+
+def derived_batches(lines: Iterable[bytes], batch_rows: int) -> list[list[BalanceEvent]]:
+    """The rows of the accepted trades, in batches of whole trades (at most ``batch_rows``)."""
     from worker.core.deriver import Deriver
     from worker.core.fee_schedule import parse_fee_schedule
+    from worker.core.rejections import Rejection
 
-    deriver = Deriver(parse_fee_schedule(fee_schedule_text()))
+    derive = Deriver(parse_fee_schedule(fee_schedule_text())).derive
     events: list[BalanceEvent] = []
-    for line in trade_lines(rows // 4, spread=spread_of(label), invalid_ratio=0.0):
-        derived = deriver.derive(line)
-        if isinstance(derived, tuple):
+    for line in lines:
+        derived = derive(line)
+        if not isinstance(derived, Rejection):
             events.extend(derived)
     step = batch_rows - batch_rows % 4 or 4
     return [events[i : i + step] for i in range(0, len(events), step)]
