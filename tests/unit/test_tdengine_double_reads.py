@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from standins.tdengine_double.engine import Engine
-from standins.tdengine_double.errors import TDengineError
-from standins.tdengine_double.results import ExecResult, QueryResult
+from standins.tdengine_double.results import QueryResult
+from tests.unit.test_tdengine_double_engine import affected, fails
 
 NOW_S = 1_750_000_000.0
 TS = 1_749_990_000_000_000
@@ -38,18 +38,6 @@ def query(engine: Engine, sql: str) -> QueryResult:
 
 def rows(engine: Engine, sql: str) -> list[tuple[object, ...]]:
     return query(engine, sql).rows
-
-
-def affected(engine: Engine, sql: str) -> int:
-    result = engine.execute(sql)
-    assert isinstance(result, ExecResult)
-    return result.affected_rows
-
-
-def fails(engine: Engine, sql: str) -> TDengineError:
-    with pytest.raises(TDengineError) as info:
-        engine.execute(sql)
-    return info.value
 
 
 def put(engine: Engine, table: str, tags: str, *values: str) -> None:
