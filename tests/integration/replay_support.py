@@ -50,6 +50,7 @@ class ReplayEnv:
         self.config_path = tmp_path / "replay.toml"
         self.config_path.write_text(self.config_text())
         self._runs = 0
+        self._started: list[subprocess.Popen[bytes]] = []
 
     def config_text(self, database: str | None = None) -> str:
         return worker_config(
@@ -76,12 +77,24 @@ class ReplayEnv:
                              "--progress-interval", "1", *args),
                 stdout=out, stderr=subprocess.STDOUT, env=full_env,
             )  # fmt: skip
+        self._started.append(proc)
         return proc, summary, log
+
+    def kill_leftovers(self) -> None:
+        """Kill replays a failed test left running, so none outlives its test."""
+        for proc in self._started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
 
     def replay(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliRun:
         """Run ``replay`` to its end."""
         proc, summary, log = self.start(*args, env=env)
-        code = proc.wait(timeout)
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill_leftovers()
+            raise
         data = json.loads(summary.read_text()) if summary.exists() else None
         return CliRun(code, log.read_text(errors="replace"), data)
 

@@ -10,6 +10,7 @@ import json
 import signal
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,11 @@ def env(
     topic_factory: Any,
     tdengine_endpoint: Any,
     tdengine_database: str,
-) -> ReplayEnv:
-    return ReplayEnv(tmp_path, kafka_bootstrap, topic_factory, tdengine_endpoint,
-                     tdengine_database, partitions=PARTITIONS)  # fmt: skip
+) -> Iterator[ReplayEnv]:
+    env = ReplayEnv(tmp_path, kafka_bootstrap, topic_factory, tdengine_endpoint,
+                    tdengine_database, partitions=PARTITIONS)  # fmt: skip
+    yield env
+    env.kill_leftovers()
 
 
 def assert_rows(tdengine_sql: Any, database: str, expected: set[tuple[Any, ...]]) -> list[Any]:

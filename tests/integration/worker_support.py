@@ -194,6 +194,18 @@ def committed_offsets(
         consumer.close()
 
 
+def caught_up(committed: list[int], marks: list[int]) -> bool:
+    """Whether every partition's committed offset is at its high watermark.
+
+    A partition nobody produced to (mark 0) has nothing to commit: librdkafka answers
+    ``OFFSET_INVALID`` (-1001) for it, which counts as caught up too.
+    """
+    if len(committed) != len(marks):
+        return False
+    pairs = zip(committed, marks, strict=True)
+    return all(offset == mark or (mark == 0 and offset < 0) for offset, mark in pairs)
+
+
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, *, every: float = 0.5,
                on_timeout: Callable[[], str] | None = None) -> None:  # fmt: skip
     deadline = time.monotonic() + timeout
