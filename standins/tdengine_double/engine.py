@@ -23,6 +23,7 @@ from standins.tdengine_double.ddl import SYSTEM_DBS, SchemaStore
 from standins.tdengine_double.errors import TDengineError, not_implemented
 from standins.tdengine_double.infoschema import select_ins_databases, show_create_database
 from standins.tdengine_double.insert import InsertParser, TableRows
+from standins.tdengine_double.insert_query import insert_query_error, is_insert_values
 from standins.tdengine_double.lexer import lower_outside_quotes, tokenize
 from standins.tdengine_double.planner import ExprCompiler
 from standins.tdengine_double.query import plan_select
@@ -163,6 +164,8 @@ class Engine:
             if default_db not in self.databases:
                 default_db = None  # taosAdapter ignores a failing `use <db>`
             if _INSERT_START.match(lowered):
+                if not is_insert_values(lowered):
+                    raise insert_query_error(lowered)
                 return self._insert(lowered, default_db)
             tokens = tokenize(lowered)
             stmt = Parser(lowered, tokens, key_keywords=self.key_keywords).statement()

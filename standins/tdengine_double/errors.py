@@ -32,6 +32,7 @@ __all__ = (
     "HTTP_NO_SQL_INPUT",
     "HTTP_PARAM_ERROR",
     "ILLEGAL_USE_AGG_FUNCTION",
+    "INCOMPLETE_SQL",
     "INCORRECT_TIMESTAMP_VAL",
     "INVALID_COLUMN",
     "INVALID_COLUMNS_NUM",
@@ -87,6 +88,7 @@ TIMESTAMP_OUT_OF_RANGE: Final = 0x060B
 TABLE_IN_OTHER_STABLE: Final = 0x061D
 # parser
 PAR_SYNTAX_ERROR: Final = 0x2600
+INCOMPLETE_SQL: Final = 0x2601  # the grammar ran out of tokens (3.3.6.13 answers so)
 INVALID_COLUMN: Final = 0x2602
 TABLE_NOT_EXIST: Final = 0x2603
 ILLEGAL_USE_AGG_FUNCTION: Final = 0x2608
@@ -159,7 +161,10 @@ def sql_syntax_error(near: str | None, info: str | None) -> TDengineError:
 
 
 def par_syntax_error(rest: str) -> TDengineError:
-    """0x2600 from the grammar: ``syntax error near "<rest of the lower-cased statement>"``."""
+    """0x2600 from the grammar: ``syntax error near "<rest of the lower-cased statement>"``;
+    0x2601 ``Incomplete SQL statement`` when nothing is left (the statement ended early)."""
+    if not rest:
+        return TDengineError(INCOMPLETE_SQL, "Incomplete SQL statement")
     return TDengineError(PAR_SYNTAX_ERROR, f'syntax error near "{rest}"')
 
 

@@ -8,7 +8,6 @@ rows to write; it never writes anything itself, so a failing statement stores no
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -24,6 +23,17 @@ from standins.tdengine_double.catalog import (
 )
 from standins.tdengine_double.errors import TDengineError, invalid_operation, sql_syntax_error
 from standins.tdengine_double.lexer import RESERVED, TOKEN_RE, Token, unquote_string
+from standins.tdengine_double.literals import (
+    FAST_CONVERTERS,
+    FAST_HEADER,
+    FAST_ROW,
+    FAST_VALUE,
+    FastConvert,
+    FastMiss,
+    fast_name,
+    number,
+    rounded,
+)
 from standins.tdengine_double.timefmt import parse_datetime, today_ticks
 
 __all__ = ("InsertParser", "TableRows")
@@ -83,7 +93,7 @@ class InsertParser:
         self.out: list[TableRows] = []
         self.using_seen: dict[tuple[str, str], TableRows] = {}
         self.total_rows = 0
-        self._converters: dict[tuple[str, tuple[int, ...]], list[_FastConvert]] = {}
+        self._converters: dict[tuple[str, tuple[int, ...]], list[FastConvert]] = {}
         self.primary_ts: ColumnDef | None = None
         """The timestamp column of the table being read (its value can't be NULL)."""
 
@@ -280,10 +290,10 @@ class InsertParser:
         token-by-token path then handles the clause and its errors.
         """
         start = self.mark()
-        m = _FAST_HEADER.match(self.sql, start)
+        m = FAST_HEADER.match(self.sql, start)
         if m is None:
             return False
-        names = [_fast_name(m.group(i)) for i in range(1, 5)]
+        names = [fast_name(m.group(i)) for i in range(1, 5)]
         if None in names:
             return False
         db_name, name, st_db_name, st_name = (str(n) for n in names)
@@ -294,15 +304,15 @@ class InsertParser:
         stable = st_db.stables.get(st_name)
         if stable is None or name in db.stables:
             return False
-        raw = _FAST_VALUE.findall(m.group(5))
+        raw = FAST_VALUE.findall(m.group(5))
         if len(raw) != len(stable.tags):
             return False
         try:
             tags = tuple(
-                _FAST_CONVERTERS[t.type.kind](t.type)(text)
+                FAST_CONVERTERS[t.type.kind](t.type)(text)
                 for t, text in zip(stable.tags, raw, strict=True)
             )
-        except _FastMiss:
+        except FastMiss:
             return False
         existing = db.subtables.get(name)
         if existing is not None:
@@ -424,7 +434,7 @@ class InsertParser:
         key = (target.stable.storage, target.columns)
         fast = self._converters.get(key)
         if fast is None:
-            fast = [_FAST_CONVERTERS[c.type.kind](c.type) for c in schema]
+            fast = [FAST_CONVERTERS[c.type.kind](c.type) for c in schema]
             self._converters[key] = fast
         while True:
             self.fast_rows(rows, fast, key_pos)
@@ -443,7 +453,7 @@ class InsertParser:
         self.out.append(target)
 
     def fast_rows(
-        self, rows: list[list[object]], converters: list[_FastConvert], key_pos: int
+        self, rows: list[list[object]], converters: list[FastConvert], key_pos: int
     ) -> None:
         """Read rows of plain literals with one regex step each, as far as they go.
 
@@ -453,8 +463,8 @@ class InsertParser:
         sql = self.sql
         pos = self.prev_end
         start = pos
-        match = _FAST_ROW.match
-        findall = _FAST_VALUE.findall
+        match = FAST_ROW.match
+        findall = FAST_VALUE.findall
         width = len(converters)
         while True:
             m = match(sql, pos)
@@ -465,7 +475,7 @@ class InsertParser:
                 break
             try:
                 values = [conv(text) for conv, text in zip(converters, raw, strict=True)]
-            except _FastMiss:
+            except FastMiss:
                 break
             if key_pos >= 0 and values[key_pos] is None:
                 break
@@ -508,10 +518,7 @@ class InsertParser:
         bound = self.bound_columns(stable.columns, is_tags=False, extra=extra)
         self.seek(resume)
         if -1 not in bound:
-            raise sql_syntax_error(
-                self.sql[name_end:],
-                "(...tbname, ts...) bounded cols is expected for supertable insertion",
-            )
+            raise invalid_operation("tbname column should not be null")
         self.expect_word("values", "keyword VALUES or FILE is expected")
         name_col = ColumnDef("tbname", DataType("VARCHAR", "str", 192))
         schema: list[ColumnDef] = []
@@ -535,7 +542,11 @@ class InsertParser:
             if not self.is_op(t, ")"):
                 raise sql_syntax_error(self.rest(t), ") expected")
             tbname = values[bound.index(-1)]
-            if not isinstance(tbname, str) or not tbname or "." in tbname:
+            if tbname is None:
+                raise invalid_operation("tbname can not be null value")
+            if tbname == "":
+                raise invalid_operation("tbname can not be empty")
+            if not isinstance(tbname, str) or "." in tbname:
                 raise invalid_operation("Invalid tbname pseudo column")
             target = per_table.get(tbname)
             if target is None:
@@ -615,7 +626,7 @@ class InsertParser:
             v.kind == "str" and kind not in ("str", "nchar") and v.text.lower() == "null"
         ):
             if col is self.primary_ts:
-                raise sql_syntax_error(self.near(v), "primary timestamp should not be null")
+                raise sql_syntax_error(self.near(v), "Primary timestamp column should not be null")
             return None
         if v.kind == "str" and v.text == "" and kind in ("int", "float"):
             raise sql_syntax_error("", "invalid numeric data")
@@ -646,6 +657,8 @@ class InsertParser:
                 parsed = int(stripped, 0) if stripped[:2].lower() in ("0x", "0b") else int(stripped)
         except ValueError:
             parsed = None
+        if parsed is None and v.kind in ("float", "str"):
+            parsed = rounded(text)
         name = dtype.overflow_name
         if parsed is None:
             raise sql_syntax_error(self.near(v), f"invalid {name} data")
@@ -668,8 +681,13 @@ class InsertParser:
                 return 1
             if low == "false":
                 return 0
+            read = number(low)  # any other string is read as a number (strtod)
+            if read is not None:
+                return 0 if read == 0 else 1
         elif v.kind == "int":
             return 0 if int(v.text) == 0 else 1
+        elif v.kind in ("hex", "bin"):
+            return 0 if int(v.text, 0) == 0 else 1
         elif v.kind == "float":
             return 0 if float(v.text) == 0 else 1
         raise sql_syntax_error(self.near(v), "invalid bool data")
@@ -706,112 +724,6 @@ class InsertParser:
         if value is None or not -(2**63) <= value < 2**63:
             raise sql_syntax_error(self.near(v), "invalid timestamp")
         return value
-
-
-_FAST_LITERAL: Final = r"(?:[-+]?\d+|'[^'\\\n]*'|true|false|null)"
-_FAST_ROW: Final = re.compile(rf"\s*\(\s*({_FAST_LITERAL}(?:\s*,\s*{_FAST_LITERAL})*)\s*\)")
-_FAST_VALUE: Final = re.compile(_FAST_LITERAL)
-_FAST_NAME: Final = r"(`[^`.]+`|[a-z_][a-z0-9_]*)"
-_FAST_HEADER: Final = re.compile(
-    rf"{_FAST_NAME}\.{_FAST_NAME}\s+using\s+{_FAST_NAME}\.{_FAST_NAME}\s+tags\s*"
-    rf"\(\s*({_FAST_LITERAL}(?:\s*,\s*{_FAST_LITERAL})*)\s*\)\s*(?=values[\s(])"
-)
-
-
-def _fast_name(text: str) -> str | None:
-    if text[0] == "`":
-        return text[1:-1]
-    return None if text in RESERVED else text
-
-
-class _FastMiss(Exception):
-    """The fast path declines a value; the slow path will judge it."""
-
-
-_FastConvert = Callable[[str], object]
-
-
-def _fast_int(dtype: DataType) -> _FastConvert:
-    lo, hi = dtype.min_value, dtype.max_value
-
-    def conv(text: str) -> object:
-        if text == "null":
-            return None
-        if text[0] == "'" or text in ("true", "false"):
-            raise _FastMiss
-        value = int(text)
-        if not lo <= value <= hi:
-            raise _FastMiss
-        return value
-
-    return conv
-
-
-def _fast_ts(dtype: DataType) -> _FastConvert:
-    def conv(text: str) -> object:
-        if text[0] == "'" or text in ("true", "false", "null"):
-            raise _FastMiss
-        value = int(text)
-        if not -(2**63) <= value < 2**63:
-            raise _FastMiss
-        return value
-
-    return conv
-
-
-def _fast_bool(dtype: DataType) -> _FastConvert:
-    def conv(text: str) -> object:
-        if text == "true":
-            return 1
-        if text == "false":
-            return 0
-        if text == "null":
-            return None
-        if text[0] == "'":
-            raise _FastMiss
-        return 0 if int(text) == 0 else 1
-
-    return conv
-
-
-def _fast_float(dtype: DataType) -> _FastConvert:
-    def conv(text: str) -> object:
-        if text == "null":
-            return None
-        if text[0] == "'" or text in ("true", "false"):
-            raise _FastMiss
-        value = float(text)
-        if dtype.length == 4 and abs(value) > 3.4028234663852886e38:
-            raise _FastMiss
-        return value
-
-    return conv
-
-
-def _fast_str(dtype: DataType) -> _FastConvert:
-    limit = dtype.length
-    count_bytes = dtype.kind == "str"
-
-    def conv(text: str) -> object:
-        if text == "null":
-            return None
-        value = text[1:-1] if text[0] == "'" else text
-        size = len(value.encode()) if count_bytes else len(value)
-        if size > limit:
-            raise _FastMiss
-        return value
-
-    return conv
-
-
-_FAST_CONVERTERS: Final[dict[str, Callable[[DataType], _FastConvert]]] = {
-    "int": _fast_int,
-    "ts": _fast_ts,
-    "bool": _fast_bool,
-    "float": _fast_float,
-    "str": _fast_str,
-    "nchar": _fast_str,
-}
 
 
 def ticks_per_second(precision: str) -> int:

@@ -337,4 +337,102 @@ CASES: tuple[Case, ...] = (
         "syntax error near 'yes' (invalid bool data)",
         source="parInsertSql.c",
     ),
+    # ------------------------------------------- probed on 3.3.6.13 (differential runs)
+    *(
+        Case(
+            f"decimal-into-bigint-{name}",
+            "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) (ts, event_id, amt) "
+            f"VALUES ({{ts}}, 1, {literal})",
+            0,
+            body=EXEC_1,
+            checks=(("SELECT amt FROM {db}.t1", [[stored]]),),
+            source="3.3.6.13: a decimal (or a string holding one) is rounded half away from zero",
+        )
+        for name, literal, stored in (
+            ("half-up", "2.5", 3),
+            ("half-down-negative", "-1.5", -2),
+            ("below-half", "1.4999", 1),
+            ("exponent", "1e3", 1000),
+            ("string", "'1.5'", 2),
+            ("signed-hex-string", "'-0x10'", -16),
+        )
+    ),
+    Case(
+        "decimal-tinyint-overflow-after-rounding",
+        _TINY_SQL % "127.6",
+        0x0216,
+        "syntax error near '127.6)' (tinyint data overflow)",
+        source="3.3.6.13",
+    ),
+    *(
+        Case(
+            f"bool-from-string-{name}",
+            "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) (ts, event_id, flag) "
+            f"VALUES ({{ts}}, 1, {literal})",
+            0,
+            body=EXEC_1,
+            checks=(("SELECT flag FROM {db}.t1", [[stored]]),),
+            source="3.3.6.13: a string other than true/false is read as a number",
+        )
+        for name, literal, stored in (
+            ("zero", "'0'", False),
+            ("two", "'2'", True),
+            ("hex", "'0x1'", True),
+        )
+    ),
+    Case(
+        "primary-timestamp-null",
+        "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) VALUES (NULL, 1, 1, true, 'a', 1)",
+        0x0216,
+        lambda v, sql: (
+            f"syntax error near '{near(sql, 'null, 1,')}' "
+            "(Primary timestamp column should not be null)"
+        ),
+        source="3.3.6.13",
+    ),
+    Case(
+        "stable-insert-without-tbname",
+        "INSERT INTO {db}.st (ts, event_id) VALUES ({ts}, 1)",
+        0x0200,
+        "tbname column should not be null",
+        source="3.3.6.13: with a column list; without one it is 0x0216 (recorded)",
+    ),
+    Case(
+        "stable-insert-null-tbname",
+        "INSERT INTO {db}.st (tbname, ts, event_id) VALUES (NULL, {ts}, 1)",
+        0x0200,
+        "tbname can not be null value",
+        source="3.3.6.13",
+    ),
+    Case(
+        "stable-insert-empty-tbname",
+        "INSERT INTO {db}.st (tbname, ts, event_id) VALUES ('', {ts}, 1)",
+        0x0200,
+        "tbname can not be empty",
+        source="3.3.6.13",
+    ),
+    Case(
+        "misspelt-values-is-left-to-the-grammar",
+        "INSERT INTO {db}.st (tbname, ts, event_id) VALUE ('t9', {ts}, 1)",
+        0x2600,
+        lambda v, sql: f'syntax error near "{sql.lower()[sql.lower().index("tbname") :]}"',
+        source="3.3.6.13: no USING, VALUES or FILE token, so the grammar parses it",
+    ),
+    Case(
+        "misspelt-values-on-a-missing-table",
+        "INSERT INTO {db}.nope (ts, event_id) VALUE ({ts}, 1)",
+        0x2600,
+        lambda v, sql: f'syntax error near "{sql.lower()[sql.lower().index("value") :]}"',
+        source="3.3.6.13: the grammar fails it before any table is looked up",
+    ),
+    *(
+        Case(f"ends-early-{name}", sql, 0x2601, "Incomplete SQL statement", source="3.3.6.13")
+        for name, sql in (
+            ("insert", "INSERT INTO {db}.t1"),
+            ("insert-into", "INSERT INTO"),
+            ("select", "SELECT * FROM"),
+            ("group-by", "SELECT COUNT(*) FROM {db}.st GROUP BY"),
+            ("show", "SHOW"),
+        )
+    ),
 )

@@ -98,11 +98,9 @@ def test_select_keeps_expression_text_for_column_names() -> None:
     ("text", "near"),
     [
         ("SELEC * FROM st", "selec * from st"),
-        ("CREATE STABLE d.st (ts TIMESTAMP, v INT)", ""),
         ("CREATE STABLE d.st (ts TIMESTAMP, v WIDEINT) TAGS (t INT)", "wideint) tags (t int)"),
         ("SELECT value FROM d.st", "value from d.st"),
         ("SELECT a FROM d.st x", "x"),
-        ("SHOW", ""),
     ],
 )
 def test_what_does_not_parse_is_a_syntax_error_near_the_rest(text: str, near: str) -> None:
@@ -110,6 +108,15 @@ def test_what_does_not_parse_is_a_syntax_error_near_the_rest(text: str, near: st
         parse(text)
     assert info.value.code == 0x2600
     assert info.value.desc == f'syntax error near "{near}"'
+
+
+@pytest.mark.parametrize(
+    "text", ["CREATE STABLE d.st (ts TIMESTAMP, v INT)", "SHOW", "SELECT * FROM", "SELECT"]
+)
+def test_a_statement_that_ends_early_is_incomplete(text: str) -> None:
+    with pytest.raises(TDengineError) as info:
+        parse(text)
+    assert (info.value.code, info.value.desc) == (0x2601, "Incomplete SQL statement")
 
 
 @pytest.mark.parametrize(
