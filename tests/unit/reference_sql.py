@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from operator import attrgetter
+from typing import Any
 
 import msgspec
 
-from worker.tdengine.sql import DEFAULT_MAX_STATEMENT_BYTES, STABLE_NAME, _Row
+from worker.tdengine.sql import DEFAULT_MAX_STATEMENT_BYTES, STABLE_NAME, EventRow
 
 __all__ = ("reference_statements",)
 
@@ -27,7 +28,11 @@ def reference_statements(
     max_statement_bytes: int = DEFAULT_MAX_STATEMENT_BYTES,
 ) -> list[tuple[str, int]]:
     """(sql, rows) of every statement that writes ``events``."""
-    rows = msgspec.convert(list(events), list[_Row], from_attributes=True)
+    rows: list[Any] = msgspec.convert(
+        list(events),
+        list[EventRow],  # type: ignore[valid-type]
+        from_attributes=True,
+    )
     rows.sort(key=attrgetter("user_id", "account_type", "ts", "event_id"))
     db = f"`{database}`".encode()
     statements: list[tuple[str, int]] = []

@@ -17,9 +17,9 @@ from worker.tdengine.sql import (
     COLUMNS,
     MAX_SQL_BYTES,
     MIN_STATEMENT_BYTES,
+    EventRow,
     InsertBuilder,
     InsertStatement,
-    _Row,
     build_insert_statements,
     check_database_name,
     check_events,
@@ -402,7 +402,7 @@ def test_check_events_accepts_valid_events() -> None:
 
 
 def test_row_struct_follows_the_schema_column_order() -> None:
-    assert _Row.__struct_fields__ == _FIELDS
+    assert EventRow.__struct_fields__ == _FIELDS
 
 
 # -------------------------------------------------------------------- properties

@@ -23,7 +23,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from itertools import accumulate, compress, repeat
 from operator import add, attrgetter, is_, itemgetter, lshift, ne, or_
-from typing import Annotated, Final, NamedTuple, cast
+from typing import Annotated, Any, Final, NamedTuple, cast
 
 import msgspec
 
@@ -37,6 +37,7 @@ __all__ = (
     "RESERVED_WORDS",
     "STABLE_NAME",
     "TAGS",
+    "EventRow",
     "InsertBuilder",
     "InsertStatement",
     "RowKey",
@@ -135,40 +136,19 @@ RowKey = tuple[int, int, int, int]
 """A row's identity: (user_id, account_type, ts, event_id)."""
 
 
-class _Row(msgspec.Struct, array_like=True, gc=False):
-    """A validated event in rendering order: the two tags, then the columns in schema order.
-
-    msgspec checks types and ranges in C when events are converted to this type;
-    ``bool`` is not accepted for ``int`` fields, nor ``int`` for ``is_maker``.
-    Subtable names are built from the tags, so they are restricted further: a user id
-    is never negative, and an account type is in 0..127.
-    """
-
-    user_id: Annotated[int, msgspec.Meta(ge=0, le=_INT64_MAX)]
-    account_type: Annotated[int, msgspec.Meta(ge=0, le=127)]
-    ts: _BigInt
-    event_id: _BigInt
-    event_type: _TinyInt
-    trade_id: _BigInt
-    debit_asset: _Int | None
-    debit_amt: _BigInt | None
-    credit_asset: _Int
-    credit_amt: _BigInt
-    fee: _BigInt
-    fee_asset: _Int
-    is_maker: bool
-    from_user: _BigInt | None
-
-
 class _Tags(msgspec.Struct, array_like=True, gc=False):
-    """The tags of an event, validated as :class:`_Row` validates them."""
+    """The tags of an event, validated.
+
+    Subtable names are built from the tags, so they are restricted further than their
+    columns' types: a user id is never negative, and an account type is in 0..127.
+    """
 
     user_id: Annotated[int, msgspec.Meta(ge=0, le=_INT64_MAX)]
     account_type: Annotated[int, msgspec.Meta(ge=0, le=127)]
 
 
 class _Values(msgspec.Struct, array_like=True, gc=False):
-    """The columns of an event in schema order, validated as :class:`_Row` validates them.
+    """The columns of an event in schema order, validated.
 
     Its JSON form is exactly a VALUES tuple once brackets become parentheses and
     ``null`` becomes ``NULL``.
@@ -188,9 +168,21 @@ class _Values(msgspec.Struct, array_like=True, gc=False):
     from_user: _BigInt | None
 
 
-assert _Row.__struct_fields__ == _Tags.__struct_fields__ + _Values.__struct_fields__
+EventRow: Final = msgspec.defstruct(
+    "EventRow",
+    [(f.name, f.type) for part in (_Tags, _Values) for f in msgspec.structs.fields(part)],
+    array_like=True,
+    gc=False,
+    module=__name__,
+)
+"""A validated event in rendering order: the tags, then the columns (the fields and
+checks of :class:`_Tags` and :class:`_Values`, so the three cannot drift apart).
 
-_ROW_LIST = list[_Row]
+msgspec checks types and ranges in C when events are converted to this type;
+``bool`` is not accepted for ``int`` fields, nor ``int`` for ``is_maker``.
+"""
+
+_ROW_LIST = list[EventRow]  # type: ignore[valid-type]
 _TAGS_LIST = list[_Tags]
 _VALUES_LIST = list[_Values]
 _ENCODE = msgspec.json.Encoder().encode
@@ -304,7 +296,7 @@ def check_events(events: Iterable[object]) -> None:
     _validated(events)
 
 
-def _validated(events: Iterable[object]) -> list[_Row]:
+def _validated(events: Iterable[object]) -> list[Any]:
     batch = events if isinstance(events, list | tuple) else list(events)
     try:
         return msgspec.convert(batch, _ROW_LIST, from_attributes=True)

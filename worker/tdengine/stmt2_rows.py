@@ -24,7 +24,7 @@ from typing import Any, Final
 import msgspec
 
 from worker.tdengine.errors import RowValueError
-from worker.tdengine.sql import COLUMNS, TAGS, RowKey, _Row
+from worker.tdengine.sql import COLUMNS, TAGS, EventRow, RowKey
 
 __all__ = (
     "FIELDS",
@@ -99,8 +99,8 @@ FIELDS: Final[tuple[FieldRule, ...]] = (
 
 assert tuple(rule.name for rule in FIELDS) == (*(n for n, _ in TAGS), *(n for n, _ in COLUMNS))
 
-_ROWS: Final = list[_Row]
-assert _Row.__struct_fields__ == tuple(rule.name for rule in FIELDS)
+_ROWS: Final = list[EventRow]  # type: ignore[valid-type]
+assert EventRow.__struct_fields__ == tuple(rule.name for rule in FIELDS)
 
 
 class ColumnBatch:
