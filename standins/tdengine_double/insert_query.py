@@ -46,7 +46,7 @@ def insert_query_error(lowered: str) -> TDengineError:
     at = 0
 
     def fail(token: Token) -> TDengineError:
-        return par_syntax_error(lowered[token.pos :] if token.kind != "eof" else "")
+        return par_syntax_error(lowered[token.pos :])  # "" at eof: incomplete
 
     def take(*words: str) -> Token | None:
         nonlocal at
