@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from tests.unit.fake_taosws import FakeTaosws
 from tests.unit.test_tdengine_sql import trade_events
-from worker.tdengine.errors import OptionsError, PermanentStoreError, TransientStoreError
+from tests.unit.test_tdengine_writer import FakeTransport, make_writer
+from worker.core.events import TradeRows, trade_rows
+from worker.core.messages import Trade
+from worker.tdengine.errors import (
+    OptionsError,
+    PermanentStoreError,
+    RowValueError,
+    TransientStoreError,
+)
 from worker.tdengine.options import TDengineOptions
 from worker.tdengine.stmt2 import BindBuilder, Stmt2Sender
 from worker.tdengine.write_paths import SqlPath, Stmt2Path, open_write_path
@@ -132,3 +141,45 @@ def test_the_tdengine_sink_is_a_preparing_sink() -> None:
     assert isinstance(sink, PreparingSink)
     with pytest.raises(TypeError, match="what prepare"):
         sink.send(object())
+
+
+def trade_row_groups(count: int) -> list[RowGroup]:
+    """:func:`groups` as the engine carries them: one TradeRows per message."""
+    rows = []
+    for t in range(1, count + 1):
+        trade = Trade(
+            trade_id=t, symbol_id=1, ts=1_750_000_000_000_000 + t, price=7, qty=1_000 + t,
+            qty_unit=1, base_asset_id=1, quote_asset_id=2, buyer_user_id=100 + t,
+            seller_user_id=1, taker_side="buy",
+        )  # fmt: skip
+        rows.append(RowGroup(("trades", 0, t), trade_rows(trade, 1_000, 2_000)))
+    return rows
+
+
+@pytest.mark.parametrize("api", ["stmt2", "sql"])
+def test_trade_rows_are_written_and_isolated_as_events_are(api: str) -> None:
+    """The engine's TradeRows take the column path; a refused subtable still rejects
+    its message alone, and a refused value is found without sending it."""
+    module = FakeTaosws(
+        refused_tables={"u104_a1": "[0x060B] Internal error: `Timestamp data out of range`"}
+    )
+    batch = trade_row_groups(8)
+    first = batch[0].events
+    assert isinstance(first, TradeRows)
+    broken = RowGroup(("trades", 0, 99), msgspec.structs.replace(first, ts=-(2**64)))
+    if api == "stmt2":
+        writer = stmt2_writer(module, bind_max_rows=1_000)
+        result = writer.write([*batch, broken])
+        refused = [("trades", 0, 4), ("trades", 0, 99)]
+        written = {v.table_name for views in module.binds for v in views}
+        assert {"u0_a1", "u1_a1", "u101_a1"} <= written
+    else:
+        transport = FakeTransport()
+        writer, _, _ = make_writer(transport)
+        result = writer.write([*batch, broken])
+        refused = [("trades", 0, 99)]
+        assert {key[0] for key in transport.rows} == {0, 1, *range(101, 109)}
+    assert [key for key, _ in result.rejected] == refused
+    assert isinstance(result.rejected[-1][1], RowValueError)
+    assert "$[0].ts" in str(result.rejected[-1][1])
+    assert result.rows_written == (8 - len(refused) + 1) * 4

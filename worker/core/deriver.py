@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from worker.core.events import BalanceEvent, balance_events
+from worker.core.events import BalanceEvent, TradeRows, trade_rows
 from worker.core.fee_schedule import FeeSchedule, ScheduleVersion
 from worker.core.fees import discounted_rate
 from worker.core.messages import Trade, decode_trade
@@ -47,13 +47,24 @@ class Deriver:
 
     def derive(self, raw: bytes) -> Derivation | Rejection:
         """Decode, validate and derive one message value."""
+        rows = self.derive_rows(raw)
+        return rows if rows.__class__ is Rejection else rows.events()  # type: ignore[union-attr]
+
+    def derive_rows(self, raw: bytes) -> TradeRows | Rejection:
+        """:meth:`derive`, with the four events as a :class:`TradeRows` (the engine's
+        form: the events are built only if something reads them one by one)."""
         trade = decode_trade(raw)
         if trade.__class__ is Rejection:
             return trade
-        return self.derive_trade(trade)  # type: ignore[arg-type]
+        return self.trade_rows(trade)  # type: ignore[arg-type]
 
     def derive_trade(self, trade: Trade) -> Derivation | Rejection:
         """Derive the rows of an already decoded, range-checked trade."""
+        rows = self.trade_rows(trade)
+        return rows if rows.__class__ is Rejection else rows.events()  # type: ignore[union-attr]
+
+    def trade_rows(self, trade: Trade) -> TradeRows | Rejection:
+        """:meth:`derive_trade`, as a :class:`TradeRows`."""
         ts = trade.ts
         if self._lo <= ts < self._hi:
             table = self._rates
@@ -74,7 +85,7 @@ class Deriver:
         if rates.__class__ is Rejection:
             return rates
         buyer_rate, seller_rate = rates  # type: ignore[misc]
-        return balance_events(trade, buyer_rate, seller_rate)
+        return trade_rows(trade, buyer_rate, seller_rate)
 
     def _select_version(self, ts: int) -> dict[_RateKey, _Rates] | None:
         version = self.schedule.version_at(ts)

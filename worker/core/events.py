@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Final, overload
 
 import msgspec
 
@@ -17,8 +17,10 @@ __all__ = (
     "EVENT_TYPE_TRADE_SETTLED",
     "PLATFORM_USER_ID",
     "BalanceEvent",
+    "TradeRows",
     "balance_events",
     "check_conservation",
+    "trade_rows",
 )
 
 EVENTS_PER_TRADE: Final = 4
@@ -61,17 +63,98 @@ def balance_events(
     is not conserved, which would be a bug (rates above 100 %), never bad input.
     :func:`check_conservation` states the same invariant over any list of events.
     """
-    ts = trade.ts
-    trade_id = trade.trade_id
-    account_type = trade.account_type
-    base = trade.base_asset_id
-    quote = trade.quote_asset_id
+    return trade_rows(trade, buyer_rate, seller_rate).events()
+
+
+if TYPE_CHECKING:
+    _EventSequence = Sequence[BalanceEvent]
+else:
+
+    class _EventSequence:
+        """A Struct cannot take ``Sequence`` as a base (its metaclass is ABCMeta), so
+        TradeRows is registered as one below; type checkers see the base."""
+
+        __slots__ = ()
+
+
+class TradeRows(msgspec.Struct, _EventSequence, frozen=True, gc=False):
+    """A trade's four rows as the dozen values they are made of: a sequence of the four
+    :class:`BalanceEvent` s (k = 0..3), each built when it is read.
+
+    The worker's engine carries these instead of the events, and a writer that knows
+    this type turns a whole batch of them into columns at once
+    (:mod:`worker.core.event_columns`) without building an event. Made by
+    :func:`trade_rows`, which checks conservation.
+    """
+
+    ts: int
+    trade_id: int
+    account_type: int
+    buyer: int
+    seller: int
+    base: int
+    quote: int
+    qty: int
+    quote_amount: int
+    buyer_fee: int
+    seller_fee: int
+    buyer_is_maker: bool
+
+    def events(self) -> tuple[BalanceEvent, BalanceEvent, BalanceEvent, BalanceEvent]:
+        """The four events, k = 0..3 (the table in the README's contract)."""
+        ts, trade_id, account_type = self.ts, self.trade_id, self.account_type
+        base, quote, qty, quote_amount = self.base, self.quote, self.qty, self.quote_amount
+        buyer_fee, seller_fee = self.buyer_fee, self.seller_fee
+        buyer_is_maker = self.buyer_is_maker
+        seller_is_maker = not buyer_is_maker
+        first = trade_id * EVENTS_PER_TRADE
+        return (
+            BalanceEvent(
+                ts, first, EVENT_TYPE_TRADE_SETTLED, trade_id, self.buyer, account_type,
+                quote, quote_amount, base, qty - buyer_fee, buyer_fee, base, buyer_is_maker,
+                None,
+            ),
+            BalanceEvent(
+                ts, first + 1, EVENT_TYPE_TRADE_SETTLED, trade_id, self.seller, account_type,
+                base, qty, quote, quote_amount - seller_fee, seller_fee, quote,
+                seller_is_maker, None,
+            ),
+            BalanceEvent(
+                ts, first + 2, EVENT_TYPE_FEE_RECEIVED, trade_id, PLATFORM_USER_ID,
+                account_type, None, None, base, buyer_fee, 0, base, buyer_is_maker,
+                self.buyer,
+            ),
+            BalanceEvent(
+                ts, first + 3, EVENT_TYPE_FEE_RECEIVED, trade_id, PLATFORM_USER_ID,
+                account_type, None, None, quote, seller_fee, 0, quote, seller_is_maker,
+                self.seller,
+            ),
+        )  # fmt: skip
+
+    def __len__(self) -> int:
+        return EVENTS_PER_TRADE
+
+    def __iter__(self) -> Iterator[BalanceEvent]:
+        return iter(self.events())
+
+    @overload
+    def __getitem__(self, index: int) -> BalanceEvent: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[BalanceEvent, ...]: ...
+    def __getitem__(self, index: int | slice) -> BalanceEvent | tuple[BalanceEvent, ...]:
+        return self.events()[index]
+
+
+Sequence.register(TradeRows)
+
+
+def trade_rows(trade: Trade, buyer_rate: int, seller_rate: int) -> TradeRows:
+    """The rows of a trade (see :func:`balance_events`) as a :class:`TradeRows`.
+
+    Raises :class:`ConservationError` as :func:`balance_events` does.
+    """
     qty = trade.qty
     quote_amount = trade.price * qty // trade.qty_unit
-    buyer = trade.buyer_user_id
-    seller = trade.seller_user_id
-    buyer_is_maker = trade.taker_side == "sell"
-    seller_is_maker = not buyer_is_maker
     # fee_for(), inlined: this runs for every trade.
     buyer_fee = qty * buyer_rate // RATE_PRECISION
     if buyer_fee == 0 and buyer_rate > 0:
@@ -79,35 +162,15 @@ def balance_events(
     seller_fee = quote_amount * seller_rate // RATE_PRECISION
     if seller_fee == 0 and seller_rate > 0:
         seller_fee = 1
-    buyer_gets = qty - buyer_fee
-    seller_gets = quote_amount - seller_fee
-    # Conservation, per asset: base credits (buyer_gets + buyer_fee) equal the seller's
-    # debit (qty); quote credits (seller_gets + seller_fee) equal the buyer's debit.
-    if (
-        buyer_gets < 0
-        or seller_gets < 0
-        or buyer_gets + buyer_fee != qty
-        or seller_gets + seller_fee != quote_amount
-    ):
-        raise ConservationError(f"trade {trade_id}: fees exceed the amounts received")
-    first = trade_id * EVENTS_PER_TRADE
-    return (
-        BalanceEvent(
-            ts, first, EVENT_TYPE_TRADE_SETTLED, trade_id, buyer, account_type,
-            quote, quote_amount, base, buyer_gets, buyer_fee, base, buyer_is_maker, None,
-        ),
-        BalanceEvent(
-            ts, first + 1, EVENT_TYPE_TRADE_SETTLED, trade_id, seller, account_type,
-            base, qty, quote, seller_gets, seller_fee, quote, seller_is_maker, None,
-        ),
-        BalanceEvent(
-            ts, first + 2, EVENT_TYPE_FEE_RECEIVED, trade_id, PLATFORM_USER_ID, account_type,
-            None, None, base, buyer_fee, 0, base, buyer_is_maker, buyer,
-        ),
-        BalanceEvent(
-            ts, first + 3, EVENT_TYPE_FEE_RECEIVED, trade_id, PLATFORM_USER_ID, account_type,
-            None, None, quote, seller_fee, 0, quote, seller_is_maker, seller,
-        ),
+    # Conservation, per asset: base credits (what the buyer gets + buyer_fee) equal the
+    # seller's debit (qty); quote credits (what the seller gets + seller_fee) equal the
+    # buyer's debit (quote_amount), as long as neither fee exceeds what it is taken from.
+    if buyer_fee > qty or seller_fee > quote_amount:
+        raise ConservationError(f"trade {trade.trade_id}: fees exceed the amounts received")
+    return TradeRows(
+        trade.ts, trade.trade_id, trade.account_type, trade.buyer_user_id,
+        trade.seller_user_id, trade.base_asset_id, trade.quote_asset_id, qty, quote_amount,
+        buyer_fee, seller_fee, trade.taker_side == "sell",
     )  # fmt: skip
 
 

@@ -11,8 +11,7 @@ from typing import Any, Final, NamedTuple
 
 from confluent_kafka import KafkaError, Message
 
-from worker.core.deriver import Derivation
-from worker.core.events import EVENTS_PER_TRADE
+from worker.core.events import EVENTS_PER_TRADE, BalanceEvent
 from worker.core.rejections import Rejection
 from worker.engine.batch import TopicPartition
 from worker.engine.dead_letters import DeadLetter, dead_letter_of
@@ -44,7 +43,7 @@ class DecodedBatch(NamedTuple):
 
 def decode_batch(
     messages: Sequence[Message],
-    derive: Callable[[bytes], Derivation | Rejection],
+    derive: Callable[[bytes], Sequence[BalanceEvent] | Rejection],
     on_error: Callable[[KafkaError], None],
 ) -> DecodedBatch:
     """Derive every message's rows; ``on_error`` gets the error events (they carry no data)."""

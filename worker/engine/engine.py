@@ -118,7 +118,8 @@ class Engine:
         writes: Writes | None = None,
     ) -> None:
         self._consumer = consumer
-        self._derive = deriver.derive
+        # The rows as TradeRows: a writer that knows them reads whole batches as columns.
+        self._derive = deriver.derive_rows
         self._sink = sink
         self._dead_letters = dead_letters
         self._metrics = metrics

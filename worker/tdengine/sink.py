@@ -7,9 +7,9 @@ engine's own :class:`~worker.engine.sink.MessageKey`, comes back as the sink res
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain
 from operator import attrgetter
 
+from worker.core.event_columns import events_of
 from worker.core.events import BalanceEvent
 from worker.engine.sink import AllStored, MessageKey, MessageRows, SinkResult
 from worker.tdengine.options import TDengineOptions
@@ -89,7 +89,7 @@ class BuildOnlySink:
 
     def prepare(self, batch: Sequence[MessageRows]) -> int:
         """Build the batch's requests; the rows they hold."""
-        requests = self._build(chain.from_iterable(map(_EVENTS, batch)))
+        requests = self._build(events_of(map(_EVENTS, batch)))
         self.requests += len(requests)
         rows = 0
         for request in requests:

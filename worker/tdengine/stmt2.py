@@ -33,7 +33,8 @@ import logging
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
-from itertools import pairwise
+from itertools import chain, repeat
+from operator import sub
 from typing import Any, Final, Literal
 from urllib.parse import quote, urlsplit
 
@@ -261,8 +262,7 @@ class BindBuilder:
         if not total:
             return []
         cuts = self._view_starts(batch.starts, total)
-        users = list(map(batch.users.__getitem__, cuts))
-        accounts = list(map(batch.accounts.__getitem__, cuts))
+        users, accounts = batch.tags_at(cuts)
         params = None
         if self._views is not None:
             params = self._views.views(users, accounts, batch.data, cuts, [*cuts[1:], total])
@@ -295,18 +295,18 @@ class BindBuilder:
     def _view_starts(self, starts: list[int], total: int) -> list[int]:
         """First row of every view: subtable runs, cut at request borders and MAX_VIEW_ROWS."""
         limit = self._max_rows
+        cuts = starts[:-1]
         if total <= limit and total <= MAX_VIEW_ROWS:
-            return starts[:-1]
-        cuts: list[int] = []
-        border = limit  # the next request border (a multiple of max_rows)
-        for low, end in pairwise(starts):
-            while low < end:
-                cuts.append(low)
-                high = min(end, low + MAX_VIEW_ROWS, border)
-                if high == border:
-                    border += limit
-                low = high
-        return cuts
+            return cuts
+        for border in range(limit, total, limit):  # request borders: few
+            at = bisect_left(cuts, border)
+            if at == len(cuts) or cuts[at] != border:
+                cuts.insert(at, border)
+        ends = [*cuts[1:], total]
+        if max(map(sub, ends, cuts)) <= MAX_VIEW_ROWS:
+            return cuts
+        # A view holds at most MAX_VIEW_ROWS: longer pieces are cut every MAX_VIEW_ROWS.
+        return list(chain.from_iterable(map(range, cuts, ends, repeat(MAX_VIEW_ROWS))))
 
 
 def _plain(
@@ -321,9 +321,9 @@ def _plain(
     low, high = views
     row_low, row_high = rows
     return BindData(
-        # int() drops int subclasses: the child process builds names from these.
-        users=[int(user) for user in users[low:high]],
-        accounts=[int(account) for account in accounts[low:high]],
+        # Plain ints (ColumnBatch.tags_at): the child process builds names from these.
+        users=users[low:high],
+        accounts=accounts[low:high],
         starts=[*(cut - row_low for cut in cuts[low:high]), row_high - row_low],
         columns=tuple(column[row_low:row_high] for column in batch.data),
     )

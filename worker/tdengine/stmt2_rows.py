@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import compress, repeat
-from operator import attrgetter, itemgetter, lshift, ne, or_
+from operator import and_, attrgetter, itemgetter, lshift, ne, or_, rshift
 from typing import Any, Final
 
 import msgspec
 
+from worker.core.event_columns import COMPUTED, COPIED, TradeEvents, event_columns, trade_columns
+from worker.core.events import TradeRows
 from worker.tdengine.errors import RowValueError
 from worker.tdengine.sql import COLUMNS, TAGS, EventRow, RowKey
 
@@ -37,6 +39,9 @@ __all__ = (
 _INT64: Final = (-(1 << 63), (1 << 63) - 1)
 _INT32: Final = (-(1 << 31), (1 << 31) - 1)
 _INT8: Final = (-128, 127)
+_ACCOUNT_BITS: Final = 7
+"""A subtable as one int: ``user_id << 7 | account_type`` (account types are 0..127)."""
+_ACCOUNT_MASK: Final = (1 << _ACCOUNT_BITS) - 1
 
 
 class FieldRule:
@@ -108,8 +113,9 @@ class ColumnBatch:
 
     Attributes
     ----------
-    users, accounts:
-        The tag columns (one value per row).
+    subtables:
+        Each row's subtable as one int, ``user_id << 7 | account_type`` (the tags:
+        account types are 0..127); non-decreasing.
     data:
         The 12 data columns in schema order, each a sequence with one value per row.
     starts:
@@ -117,35 +123,31 @@ class ColumnBatch:
         is ``starts[i]:starts[i + 1]`` and all its rows have the same tags.
     """
 
-    __slots__ = ("accounts", "data", "starts", "users")
+    __slots__ = ("data", "starts", "subtables")
 
     def __init__(
-        self,
-        users: Sequence[int],
-        accounts: Sequence[int],
-        data: tuple[Sequence[Any], ...],
-        starts: list[int],
+        self, subtables: Sequence[int], data: tuple[Sequence[Any], ...], starts: list[int]
     ) -> None:
-        self.users = users
-        self.accounts = accounts
+        self.subtables = subtables
         self.data = data
         self.starts = starts
 
     def __len__(self) -> int:
-        return len(self.users)
+        return len(self.subtables)
+
+    def tags_at(self, rows: Iterable[int]) -> tuple[list[int], list[int]]:
+        """(user ids, account types) of the given rows: plain ints, in range."""
+        subtables = list(map(self.subtables.__getitem__, rows))
+        return (
+            list(map(rshift, subtables, repeat(_ACCOUNT_BITS))),
+            list(map(and_, subtables, repeat(_ACCOUNT_MASK))),
+        )
 
     def row_keys(self, start: int, end: int) -> list[RowKey]:
         """Identities (user_id, account_type, ts, event_id) of rows ``start:end``."""
+        users, accounts = self.tags_at(range(start, end))
         ts, event_id = self.data[0], self.data[1]
-        return list(
-            zip(
-                self.users[start:end],
-                self.accounts[start:end],
-                ts[start:end],
-                event_id[start:end],
-                strict=True,
-            )
-        )
+        return list(zip(users, accounts, ts[start:end], event_id[start:end], strict=True))
 
 
 def check_rows(events: Sequence[object]) -> None:
@@ -172,9 +174,48 @@ def check_rows(events: Sequence[object]) -> None:
                 )
 
 
+_BY_NAME: Final = {rule.name: rule for rule in FIELDS}
+
+
+def _trade_rule(fields: tuple[str, ...]) -> tuple[type, int | None, int | None]:
+    """(type, low, high) a trade value must have to be accepted in every one of ``fields``."""
+    rules = [_BY_NAME[name] for name in fields]
+    if any(rule.low is None for rule in rules):
+        assert all(rule.low is None for rule in rules)
+        return bool, None, None
+    return int, max(rule.low for rule in rules), min(rule.high for rule in rules)  # type: ignore[type-var]
+
+
+_TRADE_RULES: Final = {name: _trade_rule(fields) for name, fields in COPIED.items()}
+
+
+def _columns_of_trades(trades: Sequence[TradeRows]) -> list[Sequence[Any]] | None:
+    """The columns of :data:`FIELDS` made from the trades' values, when each value
+    (copied or computed) is plainly of its type and in range; else ``None``, and the
+    exact check decides. The constants of the contract are always accepted."""
+    values = trade_columns(trades)
+    for name, column in values.items():
+        kind, low, high = _TRADE_RULES[name]
+        if set(map(type, column)) != {kind}:
+            return None
+        if low is not None and (min(column) < low or max(column) > high):
+            return None
+    columns = event_columns(values)
+    for name in COMPUTED:
+        rule, column = _BY_NAME[name], columns[name]
+        if min(column) < rule.low or max(column) > rule.high:
+            return None
+    return [columns[rule.name] for rule in FIELDS]
+
+
 def _columns(rows: Sequence[Any]) -> list[Sequence[Any]]:
     """One list per field of :data:`FIELDS`, in that order, rows in input order; raise
     for the first refused value (in input order, as :func:`check_rows` names it)."""
+    if rows.__class__ is TradeEvents:
+        columns = _columns_of_trades(rows.trades) if rows else None
+        if columns is not None:
+            return columns
+        rows = list(rows)
     try:
         # The SQL path's check, in C; its rows hold plain ints, bools and None.
         valid = msgspec.convert(rows, _ROWS, from_attributes=True)
@@ -196,22 +237,24 @@ def columns_of(events: Iterable[object]) -> ColumnBatch:
         range; the message names the field, the row (in input order, with its
         event_id) and the value.
     """
-    batch = events if isinstance(events, list | tuple) else list(events)
+    batch = events if isinstance(events, Sequence) else list(events)
     count = len(batch)
     columns = _columns(batch)
-    users, accounts, ts, event_id = columns[0], columns[1], columns[2], columns[3]
-    # Four stable sorts of the row order, least significant key first: the SQL
+    subtables: Sequence[int] = list(
+        map(or_, map(lshift, columns[0], repeat(_ACCOUNT_BITS)), columns[1])
+    )
+    data = columns[2:]
+    # Three stable sorts of the row order, least significant key first: the SQL
     # builder's order (equal rows keep their input order), with C-level keys. The
     # columns are extracted first and permuted after: reading the events in sorted
     # order instead is several times slower (their values are scattered in memory).
     order = list(range(count))
-    for key in (event_id, ts, accounts, users):
+    for key in (data[1], data[0], subtables):
         order.sort(key=key.__getitem__)
     if count > 1 and order != list(range(count)):
         pick = itemgetter(*order)
-        columns = [pick(column) for column in columns]
-        users, accounts = columns[0], columns[1]
-    # One integer per subtable, non-decreasing after the sort: a run ends where it changes.
-    subtable = list(map(or_, map(lshift, users, repeat(7)), accounts))
-    starts = [0, *compress(range(1, count), map(ne, subtable[1:], subtable)), count]
-    return ColumnBatch(users, accounts, tuple(columns[2:]), starts if count else [])
+        subtables = pick(subtables)
+        data = [pick(column) for column in data]
+    # The subtable is non-decreasing after the sort: a run ends where it changes.
+    starts = [0, *compress(range(1, count), map(ne, subtables[1:], subtables)), count]
+    return ColumnBatch(subtables, tuple(data), starts if count else [])

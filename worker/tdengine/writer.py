@@ -29,6 +29,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
+from worker.core.event_columns import events_of
 from worker.core.events import BalanceEvent
 from worker.tdengine.errors import (
     PermanentStoreError,
@@ -223,7 +224,7 @@ class TDengineWriter:
         """Build the requests of ``groups`` (CPU only, no I/O); refuse bad values here."""
         rejected: dict[int, PermanentStoreError] = {}
         try:
-            requests = self._path.build(e for g in groups for e in g.events)
+            requests = self._path.build(events_of(g.events for g in groups))
             valid = list(range(len(groups)))
         except RowValueError:
             # Slow path: find every group with a bad value; never send those.
@@ -256,7 +257,7 @@ class TDengineWriter:
     def _build(
         self, groups: Sequence[KeyedRows[Any]], indexes: Iterable[int]
     ) -> Sequence[WriteRequest]:
-        return self._path.build(e for i in indexes for e in groups[i].events)
+        return self._path.build(events_of(groups[i].events for i in indexes))
 
     def _reject(
         self,
