@@ -16,7 +16,7 @@ from worker.core.event_columns import COPIED, TradeEvents
 from worker.core.events import TradeRows, trade_rows
 from worker.core.messages import Trade
 from worker.tdengine.errors import RowValueError
-from worker.tdengine.stmt2_rows import ColumnBatch, _columns_of_trades, columns_of
+from worker.tdengine.stmt2_rows import ColumnBatch, _checked_trade_columns, columns_of
 
 INT64 = (-(1 << 63), (1 << 63) - 1)
 
@@ -55,7 +55,7 @@ def test_trade_events_give_the_columns_the_events_give(size: int) -> None:
 @given(st.lists(st.tuples(trades, rates, rates), min_size=1, max_size=30))
 def test_any_valid_trades_take_the_column_path(drawn: list[tuple[Trade, int, int]]) -> None:
     rows = [trade_rows(*one) for one in drawn]
-    assert _columns_of_trades(rows) is not None
+    assert _checked_trade_columns(rows) is not None
     same(columns_of(TradeEvents(rows)), columns_of(list(chain.from_iterable(rows))))
 
 
@@ -102,7 +102,7 @@ def test_computed_values_out_of_range_are_refused_as_the_events_refuse_them() ->
     for change in ({"qty": INT64[1], "buyer_fee": -1}, {"trade_id": INT64[1] // 4 + 1}):
         rows = batch(3)
         rows[1] = msgspec.structs.replace(rows[1], **change)
-        assert _columns_of_trades(rows) is None
+        assert _checked_trade_columns(rows) is None
         expected = refusal(rows)
         with pytest.raises(RowValueError) as caught:
             columns_of(TradeEvents(rows))

@@ -19,11 +19,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from itertools import compress, repeat
 from operator import and_, attrgetter, itemgetter, lshift, ne, or_, rshift
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 
-from worker.core.event_columns import COMPUTED, COPIED, TradeEvents, event_columns, trade_columns
+from worker.core.event_columns import (
+    COMPUTED,
+    COPIED,
+    TradeEvents,
+    event_columns,
+    trade_columns,
+)
 from worker.core.events import TradeRows
 from worker.tdengine.errors import RowValueError
 from worker.tdengine.sql import COLUMNS, TAGS, EventRow, RowKey
@@ -176,45 +182,61 @@ def check_rows(events: Sequence[object]) -> None:
 
 _BY_NAME: Final = {rule.name: rule for rule in FIELDS}
 
-
-def _trade_rule(fields: tuple[str, ...]) -> tuple[type, int | None, int | None]:
-    """(type, low, high) a trade value must have to be accepted in every one of ``fields``."""
-    rules = [_BY_NAME[name] for name in fields]
-    if any(rule.low is None for rule in rules):
-        assert all(rule.low is None for rule in rules)
-        return bool, None, None
-    return int, max(rule.low for rule in rules), min(rule.high for rule in rules)  # type: ignore[type-var]
-
-
-_TRADE_RULES: Final = {name: _trade_rule(fields) for name, fields in COPIED.items()}
+# Bounds on trade values that keep the computed event values in range: an event id
+# ``trade_id * 4 + k`` (k = 0..3) is a BIGINT when trade_id is in these bounds, and
+# ``amount - fee`` is one when both are BIGINTs >= 0 (TradeRows from trade_rows() always
+# are). Values outside only leave the fast path: the exact check then decides.
+assert COMPUTED == ("event_id", "credit_amt"), "the bounds below cover these two"
+_KEEP_COMPUTED_IN_RANGE: Final[dict[str, tuple[int, int]]] = {
+    "trade_id": (_INT64[0] // 4, (_INT64[1] - 3) // 4),
+    **dict.fromkeys(("qty", "quote_amount", "buyer_fee", "seller_fee"), (0, _INT64[1])),
+}
 
 
-def _columns_of_trades(trades: Sequence[TradeRows]) -> list[Sequence[Any]] | None:
-    """The columns of :data:`FIELDS` made from the trades' values, when each value
-    (copied or computed) is plainly of its type and in range; else ``None``, and the
-    exact check decides. The constants of the contract are always accepted."""
-    values = trade_columns(trades)
-    for name, column in values.items():
-        kind, low, high = _TRADE_RULES[name]
-        if set(map(type, column)) != {kind}:
-            return None
-        if low is not None and (min(column) < low or max(column) > high):
-            return None
-    columns = event_columns(values)
-    for name in COMPUTED:
-        rule, column = _BY_NAME[name], columns[name]
-        if min(column) < rule.low or max(column) > rule.high:
-            return None
-    return [columns[rule.name] for rule in FIELDS]
+def _trade_value_type(name: str) -> Any:
+    """The type a trade value must have to be accepted in every event field it is
+    copied to (and to keep computed values in range)."""
+    rules = [_BY_NAME[field] for field in COPIED[name]]
+    if all(rule.low is None for rule in rules):
+        return bool
+    low, high = _KEEP_COMPUTED_IN_RANGE.get(name, _INT64)
+    for rule in rules:
+        assert rule.low is not None and rule.high is not None
+        low, high = max(low, rule.low), min(high, rule.high)
+    return Annotated[int, msgspec.Meta(ge=low, le=high)]
+
+
+_CheckedTrade: Final = msgspec.defstruct(
+    "_CheckedTrade",
+    [(name, _trade_value_type(name)) for name in TradeRows.__struct_fields__],
+    gc=False,
+    module=__name__,
+)
+"""TradeRows' values, each checked (in C) against every column it reaches."""
+_CHECKED_TRADES: Final = list[_CheckedTrade]  # type: ignore[valid-type]
+
+
+def _checked_trade_columns(trades: Sequence[TradeRows]) -> dict[str, list[Any]] | None:
+    """The trades' values as columns (:func:`trade_columns`), when every value is of its
+    type and in range where it is copied to (so the computed ones are too); else
+    ``None``, and the events' exact check decides. The contract's constants (event
+    types, user 0, fee 0, null) are always accepted."""
+    try:
+        # One C pass per trade, which also lays the values out together in memory.
+        checked = msgspec.convert(trades, _CHECKED_TRADES, from_attributes=True)
+    except msgspec.ValidationError:
+        return None
+    return trade_columns(checked)
 
 
 def _columns(rows: Sequence[Any]) -> list[Sequence[Any]]:
     """One list per field of :data:`FIELDS`, in that order, rows in input order; raise
     for the first refused value (in input order, as :func:`check_rows` names it)."""
     if rows.__class__ is TradeEvents:
-        columns = _columns_of_trades(rows.trades) if rows else None
-        if columns is not None:
-            return columns
+        values = _checked_trade_columns(rows.trades) if rows else None
+        if values is not None:
+            columns = event_columns(values)
+            return [columns[rule.name] for rule in FIELDS]
         rows = list(rows)
     try:
         # The SQL path's check, in C; its rows hold plain ints, bools and None.
@@ -244,17 +266,18 @@ def columns_of(events: Iterable[object]) -> ColumnBatch:
         map(or_, map(lshift, columns[0], repeat(_ACCOUNT_BITS)), columns[1])
     )
     data = columns[2:]
-    # Three stable sorts of the row order, least significant key first: the SQL
-    # builder's order (equal rows keep their input order), with C-level keys. The
-    # columns are extracted first and permuted after: reading the events in sorted
-    # order instead is several times slower (their values are scattered in memory).
-    order = list(range(count))
-    for key in (data[1], data[0], subtables):
-        order.sort(key=key.__getitem__)
-    if count > 1 and order != list(range(count)):
+    if count > 1:
+        # Three stable sorts of the row order, least significant key first: the SQL
+        # builder's order (equal rows keep their input order), with C-level keys. The
+        # columns are extracted first and permuted after: reading the events in sorted
+        # order instead is several times slower (their values are scattered in memory).
+        order = list(range(count))
+        for key in (data[1], data[0], subtables):
+            order.sort(key=key.__getitem__)
         pick = itemgetter(*order)
         subtables = pick(subtables)
-        data = [pick(column) for column in data]
+        picked: dict[int, Sequence[Any]] = {}  # columns may share a list: pick it once
+        data = [picked.get(id(c)) or picked.setdefault(id(c), pick(c)) for c in data]
     # The subtable is non-decreasing after the sort: a run ends where it changes.
     starts = [0, *compress(range(1, count), map(ne, subtables[1:], subtables)), count]
     return ColumnBatch(subtables, tuple(data), starts if count else [])
