@@ -58,7 +58,7 @@ def decode_batch(
             continue
         # tuple.__new__: what the NamedTuples' own __new__ does, minus a Python call.
         key: MessageKey = _new_tuple(MessageKey, (msg.topic(), msg.partition(), msg.offset()))
-        if None in key:  # never without an error
+        if key[2] is None or key[1] is None or key[0] is None:  # never without an error
             raise ValueError(f"a Kafka message without topic, partition or offset: {msg!r}")
         add_key(key)
         value = msg.value()
@@ -66,7 +66,7 @@ def decode_batch(
         if result.__class__ is Rejection:
             dead.append(dead_letter_of(msg, key, result.reason, result.detail))
         else:
-            add_rows(_new_tuple(MessageRows, (key, result, msg)))
+            add_rows(MessageRows(key, result, msg))  # type: ignore[arg-type]  # not a Rejection
     # Offsets ascend within a partition, so each partition's last key holds its highest.
     partitions = list(map(_PARTITION, keys))
     last = dict(zip(partitions, map(_OFFSET, keys), strict=True))

@@ -324,7 +324,7 @@ def _plain(
         # Plain ints (ColumnBatch.tags_at): the child process builds names from these.
         users=users[low:high],
         accounts=accounts[low:high],
-        starts=[*(cut - row_low for cut in cuts[low:high]), row_high - row_low],
+        starts=[*map(sub, cuts[low:high], repeat(row_low)), row_high - row_low],
         columns=tuple(column[row_low:row_high] for column in batch.data),
     )
 
