@@ -176,19 +176,22 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
         settings, deriver=Deriver(parse_fee_schedule(fee_schedule_text())), sink=sink
     )
     started: list[float] = []
-
+    stored: list[float] = []
     children: list[float] = []
 
     def watch() -> None:
+        """Time from the first message read to the last row stored (the worker's start
+        and shutdown are not throughput: they are reported apart)."""
         while True:
             progress = worker.progress
             if progress["messages"] and not started:
                 started.append(time.perf_counter())
             if progress["messages"] >= args.count and worker.buffered_messages == 0:
+                stored.append(time.perf_counter())
                 children.append(_children_rss_mib())  # before the sink closes its child
                 worker.stop()
                 return
-            time.sleep(0.02)
+            time.sleep(0.005)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -197,11 +200,12 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if args.mode not in BUILD_ONLY and not args.database:
             _drop_database(tdengine)
-    elapsed = time.perf_counter() - started[0]
+    stopped = time.perf_counter()
     flushes.sort()
     progress = worker.progress
     return {
-        "seconds": elapsed,
+        "seconds": stored[0] - started[0],
+        "shutdown_s": stopped - stored[0],
         "messages": progress["messages"],
         "rows": progress["rows"],
         "dead": progress["dead"],
@@ -530,6 +534,7 @@ def _figures(result: dict[str, Any]) -> dict[str, float]:
         "rows_per_flush": result.get("rows_per_flush", 0.0),
         "rss_mib": result["rss_mib"],
         "child_rss_mib": result.get("child_rss_mib", 0.0),
+        "shutdown_s": result.get("shutdown_s", 0.0),
     }
 
 
@@ -538,7 +543,7 @@ def _line(f: dict[str, float], raw_rate: float) -> str:
     return (
         f"{f['trades_s']:,.0f} trades/s, {f['rows_s']:,.0f} rows/s{of_raw}, p99 flush "
         f"{f['p99_flush_ms']:.0f} ms, {f['flushes']:.0f} flushes of {f['rows_per_flush']:,.0f} "
-        f"rows, peak RSS {f['rss_mib']:.0f} MiB"
+        f"rows, shutdown {f['shutdown_s']:.2f} s, peak RSS {f['rss_mib']:.0f} MiB"
         + (f" + child {f['child_rss_mib']:.0f} MiB" if f["child_rss_mib"] else "")
     )
 
