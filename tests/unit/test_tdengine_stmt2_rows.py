@@ -16,7 +16,8 @@ from worker.core.event_columns import COPIED, TradeEvents
 from worker.core.events import TradeRows, trade_rows
 from worker.core.messages import Trade
 from worker.tdengine.errors import RowValueError
-from worker.tdengine.stmt2_rows import ColumnBatch, _checked_trade_columns, columns_of
+from worker.tdengine.row_checks import trade_event_columns
+from worker.tdengine.stmt2_rows import ColumnBatch, columns_of
 
 INT64 = (-(1 << 63), (1 << 63) - 1)
 
@@ -55,7 +56,7 @@ def test_trade_events_give_the_columns_the_events_give(size: int) -> None:
 @given(st.lists(st.tuples(trades, rates, rates), min_size=1, max_size=30))
 def test_any_valid_trades_take_the_column_path(drawn: list[tuple[Trade, int, int]]) -> None:
     rows = [trade_rows(*one) for one in drawn]
-    assert _checked_trade_columns(rows) is not None
+    assert trade_event_columns(TradeEvents(rows)) is not None
     same(columns_of(TradeEvents(rows)), columns_of(list(chain.from_iterable(rows))))
 
 
@@ -68,7 +69,7 @@ def refusal(rows: list[TradeRows]) -> str:
 # Values each trade field may not hold, as the events' own check refuses them. Fields
 # that enter arithmetic (ids, amounts, fees) take ints only: a TradeRows holding None
 # there is a bug that fails when its events are built.
-_BAD: dict[str, list[Any]] = {
+BAD_TRADE_VALUES: dict[str, list[Any]] = {
     "ts": [None, 1.5, True, "1", INT64[1] + 1],
     "trade_id": [INT64[1] // 4 + 1, INT64[0] // 4 - 1],
     "account_type": [None, -1, 128, True],
@@ -84,11 +85,13 @@ _BAD: dict[str, list[Any]] = {
 }
 
 
-@pytest.mark.parametrize(("field", "value"), [(f, v) for f, values in _BAD.items() for v in values])
+@pytest.mark.parametrize(
+    ("field", "value"), [(f, v) for f, values in BAD_TRADE_VALUES.items() for v in values]
+)
 def test_a_refused_trade_value_is_refused_with_the_events_own_message(
     field: str, value: object
 ) -> None:
-    assert set(_BAD) == set(COPIED)
+    assert set(BAD_TRADE_VALUES) == set(COPIED)
     rows = batch(6)
     rows[4] = msgspec.structs.replace(rows[4], **{field: value})
     expected = refusal(rows)
@@ -102,7 +105,7 @@ def test_computed_values_out_of_range_are_refused_as_the_events_refuse_them() ->
     for change in ({"qty": INT64[1], "buyer_fee": -1}, {"trade_id": INT64[1] // 4 + 1}):
         rows = batch(3)
         rows[1] = msgspec.structs.replace(rows[1], **change)
-        assert _checked_trade_columns(rows) is None
+        assert trade_event_columns(TradeEvents(rows)) is None
         expected = refusal(rows)
         with pytest.raises(RowValueError) as caught:
             columns_of(TradeEvents(rows))

@@ -10,10 +10,11 @@ statements of the multi-table auto-create form::
 (user_id, account_type), subtables ascending, rows ascending by (ts, event_id)
 within a subtable, and every statement at most ``max_statement_bytes`` long.
 
-Every value is checked to be an ``int`` (``bool`` for ``is_maker``) in range of
-its column type before it is rendered; rendering goes through msgspec's JSON
-encoder, so no value is ever spliced into SQL as text. The encoder's output for
-ints, ``true``/``false`` and ``null`` is SQL once brackets become parentheses.
+Every value is checked to be an ``int`` (``bool`` for ``is_maker``) in range of its
+column type (:mod:`worker.tdengine.row_checks`) before it is rendered; rendering goes
+through msgspec's JSON encoder, so no value is ever spliced into SQL as text. The
+encoder's output for ints, ``true``/``false`` and ``null`` is SQL once brackets become
+parentheses.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from itertools import accumulate, compress, repeat
 from operator import add, attrgetter, is_, itemgetter, lshift, ne, or_
-from typing import Annotated, Any, Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple, cast
 
 import msgspec
 
 from worker.tdengine.errors import OptionsError, RowValueError, StatementSizeError
+from worker.tdengine.row_checks import INT64_MAX, EventRow, Tags, Values, trade_event_columns
 
 __all__ = (
     "COLUMNS",
@@ -123,68 +125,13 @@ A database name must not be one of these, in any case, even though we backquote 
 an operator typing it in the ``taos`` shell should not need to.
 """
 
-_INT64_MIN: Final = -(1 << 63)
-_INT64_MAX: Final = (1 << 63) - 1
-_INT32_MIN: Final = -(1 << 31)
-_INT32_MAX: Final = (1 << 31) - 1
-
-_BigInt = Annotated[int, msgspec.Meta(ge=_INT64_MIN, le=_INT64_MAX)]
-_Int = Annotated[int, msgspec.Meta(ge=_INT32_MIN, le=_INT32_MAX)]
-_TinyInt = Annotated[int, msgspec.Meta(ge=-128, le=127)]
-
 RowKey = tuple[int, int, int, int]
 """A row's identity: (user_id, account_type, ts, event_id)."""
 
 
-class _Tags(msgspec.Struct, array_like=True, gc=False):
-    """The tags of an event, validated.
-
-    Subtable names are built from the tags, so they are restricted further than their
-    columns' types: a user id is never negative, and an account type is in 0..127.
-    """
-
-    user_id: Annotated[int, msgspec.Meta(ge=0, le=_INT64_MAX)]
-    account_type: Annotated[int, msgspec.Meta(ge=0, le=127)]
-
-
-class _Values(msgspec.Struct, array_like=True, gc=False):
-    """The columns of an event in schema order, validated.
-
-    Its JSON form is exactly a VALUES tuple once brackets become parentheses and
-    ``null`` becomes ``NULL``.
-    """
-
-    ts: _BigInt
-    event_id: _BigInt
-    event_type: _TinyInt
-    trade_id: _BigInt
-    debit_asset: _Int | None
-    debit_amt: _BigInt | None
-    credit_asset: _Int
-    credit_amt: _BigInt
-    fee: _BigInt
-    fee_asset: _Int
-    is_maker: bool
-    from_user: _BigInt | None
-
-
-EventRow: Final = msgspec.defstruct(
-    "EventRow",
-    [(f.name, f.type) for part in (_Tags, _Values) for f in msgspec.structs.fields(part)],
-    array_like=True,
-    gc=False,
-    module=__name__,
-)
-"""A validated event in rendering order: the tags, then the columns (the fields and
-checks of :class:`_Tags` and :class:`_Values`, so the three cannot drift apart).
-
-msgspec checks types and ranges in C when events are converted to this type;
-``bool`` is not accepted for ``int`` fields, nor ``int`` for ``is_maker``.
-"""
-
 _ROW_LIST = list[EventRow]  # type: ignore[valid-type]
-_TAGS_LIST = list[_Tags]
-_VALUES_LIST = list[_Values]
+_TAGS_LIST = list[Tags]
+_VALUES_LIST = list[Values]
 _ENCODE = msgspec.json.Encoder().encode
 _BY_EVENT_ID = attrgetter("event_id")
 _BY_TS = attrgetter("ts")
@@ -205,17 +152,17 @@ class _Rows(NamedTuple):
     """Subtable (``user_id << 7 | account_type``) of each row, in statement order."""
     order: Sequence[int]
     """Input position of each row, in statement order."""
-    values: list[_Values]
-    """Values of each row, in input order."""
+    ts: Sequence[int]
+    """``ts`` of each row, in input order."""
+    event_id: Sequence[int]
+    """``event_id`` of each row, in input order."""
 
     def keys(self, start: int, end: int) -> list[RowKey]:
         """Identities (user_id, account_type, ts, event_id) of rows ``start:end``."""
-        values = self.values
+        ts, event_id = self.ts, self.event_id
         return [
-            (subtable >> _ACCOUNT_BITS, subtable & _ACCOUNT_MASK, row.ts, row.event_id)
-            for subtable, row in zip(
-                self.subtables[start:end], (values[i] for i in self.order[start:end]), strict=True
-            )
+            (subtable >> _ACCOUNT_BITS, subtable & _ACCOUNT_MASK, ts[i], event_id[i])
+            for subtable, i in zip(self.subtables[start:end], self.order[start:end], strict=True)
         ]
 
 
@@ -284,7 +231,7 @@ def subtable_name(user_id: int, account_type: int) -> str:
     Raises :class:`RowValueError` unless ``user_id`` is an int in 0..2**63-1 and
     ``account_type`` an int in 0..127 (``bool`` is refused).
     """
-    if type(user_id) is not int or not 0 <= user_id <= _INT64_MAX:
+    if type(user_id) is not int or not 0 <= user_id <= INT64_MAX:
         raise RowValueError(f"user_id must be an int in 0..2**63-1, got {user_id!r}")
     if type(account_type) is not int or not 0 <= account_type <= 127:
         raise RowValueError(f"account_type must be an int in 0..127, got {account_type!r}")
@@ -306,7 +253,7 @@ def _validated(events: Iterable[object]) -> list[Any]:
 
 def _validated_parts(
     events: list[object] | tuple[object, ...],
-) -> tuple[list[_Tags], list[_Values]]:
+) -> tuple[list[Tags], list[Values]]:
     """``events`` validated, as tags and as values (the checks of :func:`check_events`)."""
     try:
         return (
@@ -412,27 +359,33 @@ class InsertBuilder:
         StatementSizeError
             A single row cannot fit in a statement (impossible with the allowed sizes).
         """
-        batch = events if isinstance(events, list | tuple) else list(events)
-        tags, values = _validated_parts(batch)
-        count = len(values)
+        batch = events if isinstance(events, Sequence) else list(events)
+        columns = trade_event_columns(batch)
+        if columns is not None:  # the engine's TradeRows, checked on the trades' values
+            users, accounts = columns["user_id"], columns["account_type"]
+            ts, event_id = columns["ts"], columns["event_id"]
+            rows: Sequence[Any] = list(zip(*(columns[name] for name, _ in COLUMNS), strict=True))
+        else:
+            tags, rows = _validated_parts(batch if isinstance(batch, list | tuple) else [*batch])
+            users, accounts = list(map(_BY_USER, tags)), list(map(_BY_ACCOUNT, tags))
+            ts, event_id = list(map(_BY_TS, rows)), list(map(_BY_EVENT_ID, rows))
+        count = len(rows)
         if not count:
             return []
         # Every row rendered by one call of msgspec's JSON encoder (ints, true/false,
         # null): b'[[c1,...],[c1,...]]' split into b'c1,...' per row. In input order:
-        # the converted values lie in memory in that order, and encoding them in sorted
-        # order instead is several times slower.
-        texts = _ENCODE(values).replace(b"null", b"NULL")[2:-2].split(b"],[")
+        # the rows lie in memory in that order, and encoding them in sorted order instead
+        # is several times slower. (A Values struct and a tuple of the same values
+        # encode alike.)
+        texts = _ENCODE(rows).replace(b"null", b"NULL")[2:-2].split(b"],[")
         # Rows in order of (subtable, ts, event_id): three stable sorts of the row order,
         # least significant key first, on C-level keys (rows with the same identity keep
         # their input order, so the later one is written last and wins).
-        subtables = list(
-            map(or_, map(lshift, map(_BY_USER, tags), repeat(_ACCOUNT_BITS)),
-                map(_BY_ACCOUNT, tags))
-        )  # fmt: skip
+        subtables = list(map(or_, map(lshift, users, repeat(_ACCOUNT_BITS)), accounts))
         order: Sequence[int] = range(count)
         if count > 1:
             order = list(order)
-            for column in (list(map(_BY_EVENT_ID, values)), list(map(_BY_TS, values)), subtables):
+            for column in (event_id, ts, subtables):
                 order.sort(key=column.__getitem__)
             pick = itemgetter(*order)
             texts, subtables = list(pick(texts)), list(pick(subtables))
@@ -449,7 +402,7 @@ class InsertBuilder:
         )
         for start, header in zip(starts, headers, strict=True):
             prefixes[start] = header
-        return self._statements(prefixes, texts, _Rows(subtables, order, values))
+        return self._statements(prefixes, texts, _Rows(subtables, order, ts, event_id))
 
     def _statements(
         self, prefixes: list[bytes], texts: list[bytes], rows: _Rows

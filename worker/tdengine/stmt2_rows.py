@@ -1,10 +1,11 @@
 """Balance events as validated, sorted columns: the pure half of the stmt2 write path.
 
 No I/O and no driver here. :func:`columns_of` validates a batch of BalanceEvents with
-the SQL path's own check (one msgspec conversion of the whole batch, in C), turns it
-into one list per field, orders the rows as :mod:`worker.tdengine.sql` does (by
-subtable, then ``ts``, then ``event_id``, equal rows keeping their input order) and
-marks where each subtable's rows begin.
+the SQL path's own check (one msgspec conversion of the whole batch, in C; for the
+engine's TradeRows, :func:`~worker.tdengine.row_checks.trade_event_columns` on the
+trades' values), turns it into one list per field, orders the rows as
+:mod:`worker.tdengine.sql` does (by subtable, then ``ts``, then ``event_id``, equal rows
+keeping their input order) and marks where each subtable's rows begin.
 
 The values accepted are exactly those :func:`worker.tdengine.sql.check_events`
 accepts, so a batch either path refuses, the other refuses too: an ``int`` (or an int
@@ -19,20 +20,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from itertools import compress, repeat
 from operator import and_, attrgetter, itemgetter, lshift, ne, or_, rshift
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
 import msgspec
 
-from worker.core.event_columns import (
-    COMPUTED,
-    COPIED,
-    TradeEvents,
-    event_columns,
-    trade_columns,
-)
-from worker.core.events import TradeRows
+from worker.core.event_columns import TradeEvents
 from worker.tdengine.errors import RowValueError
-from worker.tdengine.sql import COLUMNS, TAGS, EventRow, RowKey
+from worker.tdengine.row_checks import EventRow, trade_event_columns
+from worker.tdengine.sql import COLUMNS, TAGS, RowKey
 
 __all__ = (
     "FIELDS",
@@ -180,63 +175,13 @@ def check_rows(events: Sequence[object]) -> None:
                 )
 
 
-_BY_NAME: Final = {rule.name: rule for rule in FIELDS}
-
-# Bounds on trade values that keep the computed event values in range: an event id
-# ``trade_id * 4 + k`` (k = 0..3) is a BIGINT when trade_id is in these bounds, and
-# ``amount - fee`` is one when both are BIGINTs >= 0 (TradeRows from trade_rows() always
-# are). Values outside only leave the fast path: the exact check then decides.
-assert COMPUTED == ("event_id", "credit_amt"), "the bounds below cover these two"
-_KEEP_COMPUTED_IN_RANGE: Final[dict[str, tuple[int, int]]] = {
-    "trade_id": (_INT64[0] // 4, (_INT64[1] - 3) // 4),
-    **dict.fromkeys(("qty", "quote_amount", "buyer_fee", "seller_fee"), (0, _INT64[1])),
-}
-
-
-def _trade_value_type(name: str) -> Any:
-    """The type a trade value must have to be accepted in every event field it is
-    copied to (and to keep computed values in range)."""
-    rules = [_BY_NAME[field] for field in COPIED[name]]
-    if all(rule.low is None for rule in rules):
-        return bool
-    low, high = _KEEP_COMPUTED_IN_RANGE.get(name, _INT64)
-    for rule in rules:
-        assert rule.low is not None and rule.high is not None
-        low, high = max(low, rule.low), min(high, rule.high)
-    return Annotated[int, msgspec.Meta(ge=low, le=high)]
-
-
-_CheckedTrade: Final = msgspec.defstruct(
-    "_CheckedTrade",
-    [(name, _trade_value_type(name)) for name in TradeRows.__struct_fields__],
-    gc=False,
-    module=__name__,
-)
-"""TradeRows' values, each checked (in C) against every column it reaches."""
-_CHECKED_TRADES: Final = list[_CheckedTrade]  # type: ignore[valid-type]
-
-
-def _checked_trade_columns(trades: Sequence[TradeRows]) -> dict[str, list[Any]] | None:
-    """The trades' values as columns (:func:`trade_columns`), when every value is of its
-    type and in range where it is copied to (so the computed ones are too); else
-    ``None``, and the events' exact check decides. The contract's constants (event
-    types, user 0, fee 0, null) are always accepted."""
-    try:
-        # One C pass per trade, which also lays the values out together in memory.
-        checked = msgspec.convert(trades, _CHECKED_TRADES, from_attributes=True)
-    except msgspec.ValidationError:
-        return None
-    return trade_columns(checked)
-
-
 def _columns(rows: Sequence[Any]) -> list[Sequence[Any]]:
     """One list per field of :data:`FIELDS`, in that order, rows in input order; raise
     for the first refused value (in input order, as :func:`check_rows` names it)."""
+    columns = trade_event_columns(rows)
+    if columns is not None:
+        return [columns[rule.name] for rule in FIELDS]
     if rows.__class__ is TradeEvents:
-        values = _checked_trade_columns(rows.trades) if rows else None
-        if values is not None:
-            columns = event_columns(values)
-            return [columns[rule.name] for rule in FIELDS]
         rows = list(rows)
     try:
         # The SQL path's check, in C; its rows hold plain ints, bools and None.
