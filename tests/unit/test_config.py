@@ -55,6 +55,23 @@ def test_minimal_config_gets_safe_defaults(config_dir: Path) -> None:
     assert settings.loop.max_in_flight == 1
 
 
+def test_the_consumer_refetches_soon_and_the_client_section_can_say_otherwise(
+    config_dir: Path,
+) -> None:
+    """librdkafka's 1 s fetch.queue.backoff.ms left a fast worker waiting for messages."""
+    consumer = load_settings(write(config_dir, MINIMAL), {}).consumer_config()
+    assert (consumer["fetch.queue.backoff.ms"], consumer["queued.max.messages.kbytes"]) == (
+        10,
+        16384,
+    )
+    client = '[kafka.client]\n"fetch.queue.backoff.ms" = 1000\n'
+    text = MINIMAL.replace("[tdengine]", client + "[tdengine]", 1)
+    assert (
+        load_settings(write(config_dir, text), {}).consumer_config()["fetch.queue.backoff.ms"]
+        == 1000
+    )
+
+
 def test_a_batch_may_span_statements_and_writes_in_flight_are_bounded(config_dir: Path) -> None:
     batch = "[batch]\nmax_bytes = 8000000\nmax_in_flight = 0\n"
     settings = load_settings(write(config_dir, MINIMAL + batch), {})

@@ -59,7 +59,8 @@ _CONSUMER_ONLY: Final = frozenset(
         "max.poll.interval.ms", "fetch.min.bytes", "fetch.wait.max.ms", "fetch.max.bytes",
         "max.partition.fetch.bytes", "queued.min.messages", "queued.max.messages.kbytes",
         "enable.partition.eof", "isolation.level", "auto.commit.interval.ms",
-        "check.crcs", "fetch.error.backoff.ms", "coordinator.query.interval.ms",
+        "check.crcs", "fetch.error.backoff.ms", "fetch.queue.backoff.ms",
+        "coordinator.query.interval.ms",
     }
 )  # fmt: skip
 
