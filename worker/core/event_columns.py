@@ -48,8 +48,9 @@ COPIED: Final[dict[str, tuple[str, ...]]] = {
 
 COMPUTED: Final = ("event_id", "credit_amt")
 """Event fields with values computed from several trade values (``trade_id * 4 + k``,
-``qty - buyer_fee``, ``quote_amount - seller_fee``). Every other value is copied or
-one of the constants of the contract (event types, user 0, fee 0, null)."""
+``qty - buyer_fee``, ``quote_amount - seller_fee``). Every other value is copied, one
+of the constants of the contract (event types, user 0, fee 0, null), or ``is_maker`` of
+the seller's rows, ``not buyer_is_maker``: a bool whatever ``buyer_is_maker`` is."""
 
 assert set(COPIED) == set(TradeRows.__struct_fields__)
 _GETTERS: Final = tuple(map(attrgetter, TradeRows.__struct_fields__))
