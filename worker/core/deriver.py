@@ -47,8 +47,10 @@ class Deriver:
 
     def derive(self, raw: bytes) -> Derivation | Rejection:
         """Decode, validate and derive one message value."""
-        rows = self.derive_rows(raw)
-        return rows if rows.__class__ is Rejection else rows.events()  # type: ignore[union-attr]
+        trade = decode_trade(raw)
+        if trade.__class__ is Rejection:
+            return trade
+        return self.derive_trade(trade)  # type: ignore[arg-type]
 
     def derive_rows(self, raw: bytes) -> TradeRows | Rejection:
         """:meth:`derive`, with the four events as a :class:`TradeRows` (the engine's
