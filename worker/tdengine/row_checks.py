@@ -23,7 +23,7 @@ from worker.core.event_columns import (
 )
 from worker.core.events import TradeRows
 
-__all__ = ("INT64_MAX", "EventRow", "Tags", "Values", "trade_event_columns")
+__all__ = ("INT64_MAX", "EventRow", "Tags", "Values", "field_bounds", "trade_event_columns")
 
 _INT64_MIN: Final = -(1 << 63)
 INT64_MAX: Final = (1 << 63) - 1
@@ -99,19 +99,30 @@ _KEEP_COMPUTED_IN_RANGE: Final[dict[str, tuple[int, int]]] = {
 }
 
 
+def field_bounds(name: str) -> tuple[tuple[int, int] | None, bool]:
+    """The inclusive bounds of an :class:`EventRow` field's value (``None`` for a bool)
+    and whether the field may be null."""
+    kind = _FIELD_TYPES[name]
+    nullable = isinstance(kind, msgspec.inspect.UnionType)  # int | None
+    if isinstance(kind, msgspec.inspect.UnionType):
+        (kind,) = (t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
+    if isinstance(kind, msgspec.inspect.BoolType):
+        return None, nullable
+    assert isinstance(kind, msgspec.inspect.IntType), kind
+    assert kind.ge is not None and kind.le is not None, kind
+    return (kind.ge, kind.le), nullable
+
+
 def _trade_value_type(name: str) -> Any:
     """The type a trade value must have to be accepted in every event field it is
     copied to (and to keep the computed values in range)."""
-    kinds = [_FIELD_TYPES[field] for field in COPIED[name]]
-    if all(isinstance(kind, msgspec.inspect.BoolType) for kind in kinds):
+    reached = [field_bounds(field)[0] for field in COPIED[name]]
+    if all(bounds is None for bounds in reached):
         return bool
     low, high = _KEEP_COMPUTED_IN_RANGE.get(name, (_INT64_MIN, INT64_MAX))
-    for kind in kinds:
-        if isinstance(kind, msgspec.inspect.UnionType):  # int | None: the value is an int
-            (kind,) = (t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
-        assert isinstance(kind, msgspec.inspect.IntType), kind
-        assert kind.ge is not None and kind.le is not None, kind
-        low, high = max(low, kind.ge), min(high, kind.le)
+    for bounds in reached:
+        assert bounds is not None, name
+        low, high = max(low, bounds[0]), min(high, bounds[1])
     return Annotated[int, msgspec.Meta(ge=low, le=high)]
 
 
