@@ -23,13 +23,14 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from itertools import accumulate, compress, repeat
-from operator import add, attrgetter, is_, itemgetter, lshift, ne, or_
+from operator import add, attrgetter, is_, itemgetter
 from typing import Any, Final, NamedTuple, cast
 
 import msgspec
 
 from worker.tdengine.errors import OptionsError, RowValueError, StatementSizeError
 from worker.tdengine.row_checks import INT64_MAX, EventRow, Tags, Values, trade_event_columns
+from worker.tdengine.row_order import identity_order, run_starts, subtable_keys, tags_of
 
 __all__ = (
     "COLUMNS",
@@ -140,16 +141,14 @@ _BY_USER = attrgetter("user_id")
 _INSERT = b"INSERT INTO"
 _ROW_GAP = b") ("
 _CLOSE = b")"
-_ACCOUNT_BITS: Final = 7
-"""A subtable as one int: ``user_id << 7 | account_type`` (account types are 0..127)."""
-_ACCOUNT_MASK: Final = (1 << _ACCOUNT_BITS) - 1
 
 
 class _Rows(NamedTuple):
     """A batch's validated rows, and the order in which the statements hold them."""
 
     subtables: list[int]
-    """Subtable (``user_id << 7 | account_type``) of each row, in statement order."""
+    """Subtable (:func:`~worker.tdengine.row_order.subtable_keys`) of each row, in
+    statement order."""
     order: Sequence[int]
     """Input position of each row, in statement order."""
     ts: Sequence[int]
@@ -159,11 +158,10 @@ class _Rows(NamedTuple):
 
     def keys(self, start: int, end: int) -> list[RowKey]:
         """Identities (user_id, account_type, ts, event_id) of rows ``start:end``."""
-        ts, event_id = self.ts, self.event_id
-        return [
-            (subtable >> _ACCOUNT_BITS, subtable & _ACCOUNT_MASK, ts[i], event_id[i])
-            for subtable, i in zip(self.subtables[start:end], self.order[start:end], strict=True)
-        ]
+        users, accounts = tags_of(self.subtables[start:end])
+        rows = self.order[start:end]
+        ts, event_id = map(self.ts.__getitem__, rows), map(self.event_id.__getitem__, rows)
+        return list(zip(users, accounts, ts, event_id, strict=True))
 
 
 class InsertStatement:
@@ -331,9 +329,9 @@ class InsertBuilder:
         the others rendered at once, and kept unless more than the cache holds."""
         prefix, using = self._table_prefix, self._using
         rendered: dict[int, bytes] = {}
-        for subtable in compress(subtables, map(is_, cached, repeat(None))):
-            # From validated ints: user_id in 0..2**63-1, account_type in 0..127.
-            user_id, account_type = subtable >> _ACCOUNT_BITS, subtable & _ACCOUNT_MASK
+        missing = list(compress(subtables, map(is_, cached, repeat(None))))
+        # From validated ints: user_id in 0..2**63-1, account_type in 0..127.
+        for subtable, user_id, account_type in zip(missing, *tags_of(missing), strict=True):
             rendered[subtable] = b"%s%d_a%d%s%d,%d) VALUES (" % (
                 prefix, user_id, account_type, using, user_id, account_type,
             )  # fmt: skip
@@ -378,21 +376,17 @@ class InsertBuilder:
         # is several times slower. (A Values struct and a tuple of the same values
         # encode alike.)
         texts = _ENCODE(rows).replace(b"null", b"NULL")[2:-2].split(b"],[")
-        # Rows in order of (subtable, ts, event_id): three stable sorts of the row order,
-        # least significant key first, on C-level keys (rows with the same identity keep
-        # their input order, so the later one is written last and wins).
-        subtables = list(map(or_, map(lshift, users, repeat(_ACCOUNT_BITS)), accounts))
+        # Rows in identity order (the later of two rows with one identity wins).
+        subtables = subtable_keys(users, accounts)
         order: Sequence[int] = range(count)
         if count > 1:
-            order = list(order)
-            for column in (event_id, ts, subtables):
-                order.sort(key=column.__getitem__)
+            order = identity_order(subtables, ts, event_id)
             pick = itemgetter(*order)
             texts, subtables = list(pick(texts)), list(pick(subtables))
         # Each row is preceded by b') (' when the row before it is of the same subtable,
         # else by its subtable's header (which closes the row before and opens this one).
         prefixes = [_ROW_GAP] * count
-        starts = [0, *compress(range(1, count), map(ne, subtables[1:], subtables))]
+        starts = run_starts(subtables)
         first_subtables = [subtables[start] for start in starts]
         cached = list(map(self._headers.get, first_subtables))
         headers = (

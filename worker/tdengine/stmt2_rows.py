@@ -18,15 +18,15 @@ the value.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from itertools import compress, repeat
-from operator import and_, attrgetter, itemgetter, lshift, ne, or_, rshift
+from operator import attrgetter, itemgetter
 from typing import Any, Final
 
 import msgspec
 
 from worker.core.event_columns import TradeEvents
 from worker.tdengine.errors import RowValueError
-from worker.tdengine.row_checks import EventRow, trade_event_columns
+from worker.tdengine.row_checks import EventRow, field_bounds, trade_event_columns
+from worker.tdengine.row_order import identity_order, run_starts, subtable_keys, tags_of
 from worker.tdengine.sql import COLUMNS, TAGS, RowKey
 
 __all__ = (
@@ -36,13 +36,6 @@ __all__ = (
     "check_rows",
     "columns_of",
 )
-
-_INT64: Final = (-(1 << 63), (1 << 63) - 1)
-_INT32: Final = (-(1 << 31), (1 << 31) - 1)
-_INT8: Final = (-128, 127)
-_ACCOUNT_BITS: Final = 7
-"""A subtable as one int: ``user_id << 7 | account_type`` (account types are 0..127)."""
-_ACCOUNT_MASK: Final = (1 << _ACCOUNT_BITS) - 1
 
 
 class FieldRule:
@@ -86,27 +79,21 @@ class FieldRule:
         return None
 
 
-_TAG_RULES: Final = (
-    # Subtable names are built from the tags, so these are narrower than BIGINT/TINYINT.
-    FieldRule("user_id", "BIGINT", (0, _INT64[1])),
-    FieldRule("account_type", "TINYINT", (0, 127)),
-)
-_NULLABLE: Final = frozenset({"debit_asset", "debit_amt", "from_user"})
-_BOUNDS: Final = {"TIMESTAMP": _INT64, "BIGINT": _INT64, "INT": _INT32, "TINYINT": _INT8}
+_SQL_TYPES: Final = dict((*TAGS, *COLUMNS))
 
-FIELDS: Final[tuple[FieldRule, ...]] = (
-    *_TAG_RULES,
-    *(
-        FieldRule(name, kind, _BOUNDS.get(kind), nullable=name in _NULLABLE)
-        for name, kind in COLUMNS
-    ),
-)
+
+def _rule(name: str) -> FieldRule:
+    """The rule of an :class:`EventRow` field: the bounds the SQL path checks it with."""
+    bounds, nullable = field_bounds(name)
+    return FieldRule(name, _SQL_TYPES[name], bounds, nullable=nullable)
+
+
+FIELDS: Final[tuple[FieldRule, ...]] = tuple(map(_rule, EventRow.__struct_fields__))
 """Every field in binding order: the two tags, then the columns in schema order."""
 
 assert tuple(rule.name for rule in FIELDS) == (*(n for n, _ in TAGS), *(n for n, _ in COLUMNS))
 
 _ROWS: Final = list[EventRow]  # type: ignore[valid-type]
-assert EventRow.__struct_fields__ == tuple(rule.name for rule in FIELDS)
 
 
 class ColumnBatch:
@@ -138,11 +125,7 @@ class ColumnBatch:
 
     def tags_at(self, rows: Iterable[int]) -> tuple[list[int], list[int]]:
         """(user ids, account types) of the given rows: plain ints, in range."""
-        subtables = list(map(self.subtables.__getitem__, rows))
-        return (
-            list(map(rshift, subtables, repeat(_ACCOUNT_BITS))),
-            list(map(and_, subtables, repeat(_ACCOUNT_MASK))),
-        )
+        return tags_of(list(map(self.subtables.__getitem__, rows)))
 
     def row_keys(self, start: int, end: int) -> list[RowKey]:
         """Identities (user_id, account_type, ts, event_id) of rows ``start:end``."""
@@ -207,22 +190,15 @@ def columns_of(events: Iterable[object]) -> ColumnBatch:
     batch = events if isinstance(events, Sequence) else list(events)
     count = len(batch)
     columns = _columns(batch)
-    subtables: Sequence[int] = list(
-        map(or_, map(lshift, columns[0], repeat(_ACCOUNT_BITS)), columns[1])
-    )
+    subtables: Sequence[int] = subtable_keys(columns[0], columns[1])
     data = columns[2:]
     if count > 1:
-        # Three stable sorts of the row order, least significant key first: the SQL
-        # builder's order (equal rows keep their input order), with C-level keys. The
-        # columns are extracted first and permuted after: reading the events in sorted
-        # order instead is several times slower (their values are scattered in memory).
-        order = list(range(count))
-        for key in (data[1], data[0], subtables):
-            order.sort(key=key.__getitem__)
-        pick = itemgetter(*order)
+        # The SQL builder's order. The columns are extracted first and permuted after:
+        # reading the events in sorted order instead is several times slower (their
+        # values are scattered in memory).
+        pick = itemgetter(*identity_order(subtables, data[0], data[1]))
         subtables = pick(subtables)
         picked: dict[int, Sequence[Any]] = {}  # columns may share a list: pick it once
         data = [picked.get(id(c)) or picked.setdefault(id(c), pick(c)) for c in data]
-    # The subtable is non-decreasing after the sort: a run ends where it changes.
-    starts = [0, *compress(range(1, count), map(ne, subtables[1:], subtables)), count]
-    return ColumnBatch(subtables, tuple(data), starts if count else [])
+    starts = run_starts(subtables)
+    return ColumnBatch(subtables, tuple(data), [*starts, count] if count else [])
