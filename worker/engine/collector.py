@@ -1,11 +1,12 @@
 """The garbage collector while the engine runs: fewer collections of young objects.
 
-Every message read leaves three or four container objects in the batch until the batch
-is stored (the Kafka record, its key, its rows and their tuple). With CPython's default
-threshold (a collection of the youngest generation every 700 such allocations, and of
-the older ones every 10 of those) the collector traverses the same batches again and
-again as they age: about a fifth of a busy worker's time, measured with the benchmark
-(``bench.bench_worker``). What the engine allocates is freed by reference counting as
+Every message read leaves container objects the collector tracks in the batch until the
+batch is stored (the Kafka record and its key; its rows, a TradeRows in a MessageRows,
+are untracked Structs). With CPython's default threshold (a collection of the youngest
+generation every 700 such allocations, and of the older ones every 10 of those) the
+collector traverses the same batches again and again as they age: about a fifth of a
+busy worker's time, measured with the benchmark (``bench.bench_worker``) when the rows
+were still tracked tuples. What the engine allocates is freed by reference counting as
 soon as a batch is stored, not by the collector, so collecting less often only delays
 the rare cyclic garbage a little.
 """
