@@ -103,6 +103,26 @@ EXEC_0 = '{"code":0,"column_meta":[["affected_rows","INT",4]],"data":[[0]],"rows
 EXEC_1 = '{"code":0,"column_meta":[["affected_rows","INT",4]],"data":[[1]],"rows":1}'
 EXEC_2 = '{"code":0,"column_meta":[["affected_rows","INT",4]],"data":[[2]],"rows":1}'
 
+
+def _stored_as(
+    prefix: str, column: str, source: str, *literals: tuple[str, str, object]
+) -> tuple[Case, ...]:
+    """One case per (name, literal, stored value): the literal inserted into ``column``
+    is accepted and read back as the stored value."""
+    return tuple(
+        Case(
+            f"{prefix}-{name}",
+            f"INSERT INTO {{db}}.t1 USING {{db}}.st TAGS (1, 1) (ts, event_id, {column}) "
+            f"VALUES ({{ts}}, 1, {literal})",
+            0,
+            body=EXEC_1,
+            checks=((f"SELECT {column} FROM {{db}}.t1", [[stored]]),),
+            source=source,
+        )
+        for name, literal, stored in literals
+    )
+
+
 _TINY_SQL = (
     "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) (ts, event_id, tiny) VALUES ({ts}, 1, %s)"
 )
@@ -338,24 +358,16 @@ CASES: tuple[Case, ...] = (
         source="parInsertSql.c",
     ),
     # ------------------------------------------- probed on 3.3.6.13 (differential runs)
-    *(
-        Case(
-            f"decimal-into-bigint-{name}",
-            "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) (ts, event_id, amt) "
-            f"VALUES ({{ts}}, 1, {literal})",
-            0,
-            body=EXEC_1,
-            checks=(("SELECT amt FROM {db}.t1", [[stored]]),),
-            source="3.3.6.13: a decimal (or a string holding one) is rounded half away from zero",
-        )
-        for name, literal, stored in (
-            ("half-up", "2.5", 3),
-            ("half-down-negative", "-1.5", -2),
-            ("below-half", "1.4999", 1),
-            ("exponent", "1e3", 1000),
-            ("string", "'1.5'", 2),
-            ("signed-hex-string", "'-0x10'", -16),
-        )
+    *_stored_as(
+        "decimal-into-bigint",
+        "amt",
+        "3.3.6.13: a decimal (or a string holding one) is rounded half away from zero",
+        ("half-up", "2.5", 3),
+        ("half-down-negative", "-1.5", -2),
+        ("below-half", "1.4999", 1),
+        ("exponent", "1e3", 1000),
+        ("string", "'1.5'", 2),
+        ("signed-hex-string", "'-0x10'", -16),
     ),
     Case(
         "decimal-tinyint-overflow-after-rounding",
@@ -364,21 +376,13 @@ CASES: tuple[Case, ...] = (
         "syntax error near '127.6)' (tinyint data overflow)",
         source="3.3.6.13",
     ),
-    *(
-        Case(
-            f"bool-from-string-{name}",
-            "INSERT INTO {db}.t1 USING {db}.st TAGS (1, 1) (ts, event_id, flag) "
-            f"VALUES ({{ts}}, 1, {literal})",
-            0,
-            body=EXEC_1,
-            checks=(("SELECT flag FROM {db}.t1", [[stored]]),),
-            source="3.3.6.13: a string other than true/false is read as a number",
-        )
-        for name, literal, stored in (
-            ("zero", "'0'", False),
-            ("two", "'2'", True),
-            ("hex", "'0x1'", True),
-        )
+    *_stored_as(
+        "bool-from-string",
+        "flag",
+        "3.3.6.13: a string other than true/false is read as a number",
+        ("zero", "'0'", False),
+        ("two", "'2'", True),
+        ("hex", "'0x1'", True),
     ),
     Case(
         "primary-timestamp-null",

@@ -164,14 +164,19 @@ def test_integer_only_results_encode_like_the_per_value_path() -> None:
     assert slow.replace(b',"x"]', b"]").replace(b',["s","VARCHAR",4]', b"") == fast
 
 
-def test_a_chunked_request_body_is_read_whole(double: TDengineDouble) -> None:
-    """requests sends a generator body chunked (Transfer-Encoding), as Go clients may."""
+def post_chunked_version_query(url: str) -> requests.Response:
+    """``SELECT SERVER_VERSION()`` to ``url`` as a generator body, which requests sends
+    chunked (Transfer-Encoding), as Go clients may."""
 
     def chunks() -> Iterator[bytes]:
         yield b"SELECT SERVER"
         yield b"_VERSION()"
 
-    answer = requests.post(f"{double.url}/rest/sql", data=chunks(),
+    answer = requests.post(f"{url}/rest/sql", data=chunks(),
                            auth=("root", "taosdata"), timeout=10)  # fmt: skip
     assert answer.request.headers.get("Transfer-Encoding") == "chunked"
-    assert answer.json()["data"] == [["3.3.6.6"]]
+    return answer
+
+
+def test_a_chunked_request_body_is_read_whole(double: TDengineDouble) -> None:
+    assert post_chunked_version_query(double.url).json()["data"] == [["3.3.6.6"]]
