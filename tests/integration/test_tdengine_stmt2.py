@@ -341,7 +341,8 @@ def test_the_sink_writes_through_stmt2_and_rejects_only_a_refused_message(
     stmt2: Stmt2, tdengine_options: TDengineOptions, rest: RestTransport
 ) -> None:
     """The worker's sink with ``write_api = "stmt2"``: schema check over REST, rows bound
-    over WebSocket, a message the server refuses (a ts before the KEEP window) isolated."""
+    over WebSocket, a message the server refuses (a ts before the KEEP window) isolated.
+    From child processes, two senders carry the batch's requests side by side."""
     from worker.engine.sink import MessageKey, MessageRows
     from worker.tdengine.sink import TDengineSink
 
@@ -350,7 +351,9 @@ def test_the_sink_writes_through_stmt2_and_rejects_only_a_refused_message(
         keep="3650d",
         write_api="stmt2",
         stmt2_process=stmt2.kind == "process",
+        bind_max_rows=8,  # a request per two trades: several in flight at once
     )
+    assert options.senders == (2 if stmt2.kind == "process" else 1)
     good = [
         MessageRows(MessageKey("trades", 0, t), trade_events(t, TS0 + t, 100 + t, 1))
         for t in range(1, 7)

@@ -10,18 +10,23 @@ refused rows and the affected-rows check, so both paths keep every guarantee:
   (:mod:`worker.tdengine.stmt2`). Cheaper on the server where a write creates
   subtables; its Python-side build costs more per subtable. Sent from a child process
   by default (``tdengine.stmt2_process``, :mod:`worker.tdengine.stmt2_process`): the
-  writer thread then waits with the GIL released, and a request has a deadline.
+  writer thread then waits with the GIL released, and a request has a deadline. Several
+  children (``tdengine.stmt2_senders``, :mod:`worker.tdengine.stmt2_pool`) send a
+  batch's requests side by side: :meth:`WritePath.send_all`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final, Protocol, TypeVar
 
 from worker.core.events import BalanceEvent
+from worker.tdengine.errors import StoreError
 from worker.tdengine.options import WRITE_APIS, TDengineOptions, WriteApi
 from worker.tdengine.sql import InsertBuilder, InsertStatement, RowKey
 from worker.tdengine.stmt2 import BindBuilder, BindRequest, Stmt2Sender
+from worker.tdengine.stmt2_pool import SendOutcome, Stmt2SenderPool
 from worker.tdengine.stmt2_process import Stmt2ProcessSender
 from worker.tdengine.transport import Transport
 
@@ -34,6 +39,7 @@ __all__ = (
     "WritePath",
     "WriteRequest",
     "open_write_path",
+    "send_each",
 )
 
 
@@ -65,6 +71,15 @@ class WritePath(Protocol[_R]):
         """Send one request; the server's affected-row count."""
         ...
 
+    @property
+    def parallel_sends(self) -> int:
+        """How many requests :meth:`send_all` has in flight at once (1: one by one)."""
+        ...
+
+    def send_all(self, requests: Sequence[_R]) -> list[SendOutcome]:
+        """Send every request once, no retry; one outcome each, in order."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -77,10 +92,25 @@ class BindSender(Protocol):
     def close(self) -> None: ...
 
 
+def send_each(send: Callable[[_R], int], requests: Sequence[_R]) -> list[SendOutcome]:
+    """``send`` each request in turn; its count or its :class:`StoreError` as outcome."""
+    outcomes: list[SendOutcome] = []
+    for request in requests:
+        started = time.perf_counter()
+        try:
+            affected = send(request)
+        except StoreError as exc:
+            outcomes.append(SendOutcome(None, exc, time.perf_counter() - started))
+        else:
+            outcomes.append(SendOutcome(affected, None, time.perf_counter() - started))
+    return outcomes
+
+
 class SqlPath:
     """INSERT statements over a transport (which the caller owns and closes)."""
 
     name: Final = "sql"
+    parallel_sends: Final = 1
 
     def __init__(self, transport: Transport, database: str, max_statement_bytes: int) -> None:
         self._transport = transport
@@ -95,6 +125,9 @@ class SqlPath:
     def send(self, request: InsertStatement) -> int:
         return self._transport.execute(request.sql)
 
+    def send_all(self, requests: Sequence[InsertStatement]) -> list[SendOutcome]:
+        return send_each(self.send, requests)
+
     def close(self) -> None:
         pass
 
@@ -104,22 +137,27 @@ class Stmt2Path:
 
     The builder must match the sender: views made here (``make_views=True``) for
     :class:`Stmt2Sender`, plain values (``make_views=False``) for
-    :class:`Stmt2ProcessSender`.
+    :class:`Stmt2ProcessSender` (alone or in a :class:`Stmt2SenderPool`).
     """
 
     name: Final = "stmt2"
 
-    def __init__(self, builder: BindBuilder, sender: BindSender) -> None:
+    def __init__(self, builder: BindBuilder, sender: BindSender | Stmt2SenderPool) -> None:
         self._builder = builder
         self._sender = sender
 
     @classmethod
     def of(cls, options: TDengineOptions) -> Stmt2Path:
         """The path for ``options`` (``http(s)`` URLs map to ``ws(s)`` on the same port),
-        sent from a child process when ``options.stmt2_process``."""
+        sent from ``options.senders`` child processes when ``options.stmt2_process``."""
         settings = (options.url, options.user, options.password, options.database)
         if options.stmt2_process:
-            sender: BindSender = Stmt2ProcessSender(*settings, timeout_s=options.request_timeout_s)
+            sender: BindSender | Stmt2SenderPool = Stmt2SenderPool(
+                [
+                    Stmt2ProcessSender(*settings, timeout_s=options.request_timeout_s)
+                    for _ in range(options.senders)
+                ]
+            )
             builder = BindBuilder(max_rows=options.bind_max_rows, make_views=False)
         else:
             sender = Stmt2Sender(*settings)
@@ -134,6 +172,17 @@ class Stmt2Path:
 
     def send(self, request: BindRequest) -> int:
         return self._sender.execute(request)
+
+    @property
+    def parallel_sends(self) -> int:
+        sender = self._sender
+        return sender.size if isinstance(sender, Stmt2SenderPool) else 1
+
+    def send_all(self, requests: Sequence[BindRequest]) -> list[SendOutcome]:
+        sender = self._sender
+        if isinstance(sender, Stmt2SenderPool):
+            return sender.execute_all(requests)
+        return send_each(sender.execute, requests)
 
     def close(self) -> None:
         self._sender.close()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -40,6 +40,7 @@ from worker.tdengine.options import TDengineOptions
 from worker.tdengine.retry import Retrier, hex_code
 from worker.tdengine.sql import RowKey, check_events
 from worker.tdengine.startup import SchemaReport, ensure_schema
+from worker.tdengine.stmt2_pool import SendOutcome
 from worker.tdengine.transport import QueryResult, Transport, open_transport
 from worker.tdengine.write_paths import WritePath, WriteRequest, open_write_path
 
@@ -289,13 +290,12 @@ class TDengineWriter:
         """
         accepted = 0
         failed: dict[int, PermanentStoreError] = {}
-        for statement in statements:
-            try:
-                self._execute(statement)
+        for statement, refusal in self._send_statements(statements):
+            if refusal is None:
                 accepted += 1
-            except PermanentStoreError as exc:
+            else:
                 for index in self._groups_of(statement, groups, indexes):
-                    failed.setdefault(index, exc)
+                    failed.setdefault(index, refusal)
         if not failed:
             return accepted
         suspects = sorted(failed)
@@ -326,10 +326,43 @@ class TDengineWriter:
             if any((e.user_id, e.account_type, e.ts, e.event_id) in keys for e in groups[i].events)
         ]
 
-    def _execute(self, statement: WriteRequest) -> None:
-        started = time.perf_counter()
-        affected = self._retrying(lambda: self._path.send(statement))
-        seconds = time.perf_counter() - started
+    def _send_statements(
+        self, statements: Sequence[WriteRequest]
+    ) -> Iterator[tuple[WriteRequest, PermanentStoreError | None]]:
+        """Each statement sent (retried as needed) and the permanent error that refused it.
+
+        With a path of several senders, every statement is first sent once side by side;
+        a statement whose first attempt failed then goes through the retrier alone, that
+        failure counting as its first attempt. Transient (past the budget) and fatal
+        errors are raised as they are reached, in statement order.
+        """
+        if self._path.parallel_sends > 1 and len(statements) > 1:
+            firsts: Sequence[SendOutcome | None] = self._path.send_all(statements)
+        else:
+            firsts = [None] * len(statements)
+        for statement, first in zip(statements, firsts, strict=True):
+            try:
+                self._execute(statement, first)
+            except PermanentStoreError as exc:
+                yield statement, exc
+            else:
+                yield statement, None
+
+    def _execute(self, statement: WriteRequest, first: SendOutcome | None = None) -> None:
+        """Send ``statement`` with retries, or take ``first``, its attempt already made."""
+        if first is not None and first.affected is not None:
+            affected, seconds = first.affected, first.seconds
+        else:
+            pending = [first.error] if first is not None and first.error is not None else []
+
+            def attempt() -> int:
+                if pending:
+                    raise pending.pop()
+                return self._path.send(statement)
+
+            started = time.perf_counter()
+            affected = self._retrying(attempt)
+            seconds = time.perf_counter() - started + (0.0 if first is None else first.seconds)
         self._observer.on_statement(statement.rows, statement.nbytes, seconds)
         if affected != statement.rows:
             expected = statement.distinct_rows()

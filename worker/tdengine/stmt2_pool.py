@@ -1,0 +1,151 @@
+"""Several stmt2 senders side by side, so one request's views overlap another's wait.
+
+A child-process sender (:class:`~worker.tdengine.stmt2_process.Stmt2ProcessSender`)
+handles one request at a time: it makes the request's bind views, holding its GIL,
+then waits for the server. :class:`Stmt2SenderPool` keeps ``N`` of them and, for
+:meth:`~Stmt2SenderPool.execute_all`, hands a batch's requests to whichever is free,
+from ``N`` threads that each wait on a child's pipe with the GIL released. While one
+child makes views, another's request is on the server.
+
+Each request gets its own outcome (:class:`SendOutcome`): the affected-row count, or
+the classified :class:`~worker.tdengine.errors.StoreError` it raised. The pool never
+retries; the writer decides, per request, as it does for one sent alone. Anything else
+a sender raises (a bug) is raised once every request has ended.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+from worker.tdengine.errors import StoreError
+
+__all__ = ("PooledSender", "SendOutcome", "Stmt2SenderPool")
+
+_T = TypeVar("_T")
+
+
+class PooledSender(Protocol):
+    """What the pool needs of a sender (:class:`Stmt2ProcessSender` has it)."""
+
+    def open(self) -> None: ...
+    def execute(self, request: Any) -> int: ...
+    def close(self) -> None: ...
+
+
+class SendOutcome(NamedTuple):
+    """How one request of :meth:`Stmt2SenderPool.execute_all` ended.
+
+    Attributes
+    ----------
+    affected:
+        The server's affected-row count (``None`` when ``error`` is set).
+    error:
+        The classified error the request raised, or ``None``.
+    seconds:
+        How long the request took, from when a sender took it.
+    """
+
+    affected: int | None
+    error: StoreError | None
+    seconds: float
+
+
+class Stmt2SenderPool:
+    """Sends stmt2 requests through several senders at once.
+
+    Parameters
+    ----------
+    senders:
+        At least one sender; each carries one request at a time.
+    """
+
+    def __init__(self, senders: Sequence[PooledSender]) -> None:
+        if not senders:
+            raise ValueError("a sender pool needs at least one sender")
+        self._senders = tuple(senders)
+        self._free: queue.SimpleQueue[PooledSender] = queue.SimpleQueue()
+        for sender in self._senders:
+            self._free.put(sender)
+        self._threads: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"Stmt2SenderPool({list(self._senders)!r})"
+
+    @property
+    def size(self) -> int:
+        """How many requests can be in flight at once."""
+        return len(self._senders)
+
+    @property
+    def senders(self) -> tuple[PooledSender, ...]:
+        """The senders, in the order given."""
+        return self._senders
+
+    def open(self) -> None:
+        """Open every sender, side by side (start-up); raise the first one's error.
+
+        Each sender starts its child and connects; its ``open`` errors are raised here.
+        """
+        if self.size == 1:
+            self._senders[0].open()
+            return
+        futures = [self._pool().submit(sender.open) for sender in self._senders]
+        for future in _all_ended(futures):
+            future.result()
+
+    def execute(self, request: Any) -> int:
+        """Send one request on a free sender, in the calling thread."""
+        sender = self._free.get()
+        try:
+            return sender.execute(request)
+        finally:
+            self._free.put(sender)
+
+    def execute_all(self, requests: Sequence[Any]) -> list[SendOutcome]:
+        """Send ``requests`` side by side; one outcome each, in the requests' order.
+
+        Returns once every request has ended. A request's :class:`StoreError` is its
+        outcome; any other exception is raised (after every request has ended).
+        """
+        return self._run(requests)
+
+    def close(self) -> None:
+        """Close every sender (bounded: a busy child is killed), then the threads."""
+        for sender in self._senders:
+            sender.close()
+        threads, self._threads = self._threads, None
+        if threads is not None:
+            threads.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self, requests: Sequence[Any]) -> list[SendOutcome]:
+        if len(requests) <= 1 or self.size == 1:
+            return list(map(self._one, requests))
+        futures = [self._pool().submit(self._one, request) for request in requests]
+        return [future.result() for future in _all_ended(futures)]
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self.size, thread_name_prefix="stmt2-sender")
+        return self._threads
+
+    def _one(self, request: Any) -> SendOutcome:
+        sender = self._free.get()
+        started = time.perf_counter()
+        try:
+            affected = sender.execute(request)
+        except StoreError as exc:
+            return SendOutcome(None, exc, time.perf_counter() - started)
+        finally:
+            self._free.put(sender)
+        return SendOutcome(int(affected), None, time.perf_counter() - started)
+
+
+def _all_ended(futures: list[Future[_T]]) -> list[Future[_T]]:
+    """``futures`` once every one has ended (so an exception never leaves one running)."""
+    for future in futures:
+        future.exception()  # waits; the result (or the raise) comes below
+    return futures
