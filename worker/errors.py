@@ -7,7 +7,14 @@ Subpackages keep their own ``errors.py`` with subclasses (``worker.tdengine.erro
 
 from __future__ import annotations
 
-__all__ = ("BalanceSinkError", "ConfigError", "ConservationError", "FeeScheduleError")
+__all__ = (
+    "BalanceSinkError",
+    "ConfigError",
+    "ConservationError",
+    "FeeScheduleError",
+    "SinkFatalError",
+    "SinkTransientError",
+)
 
 
 class BalanceSinkError(Exception):
@@ -39,3 +46,15 @@ class FeeScheduleError(ConfigError):
 
 class ConservationError(BalanceSinkError):
     """A derived trade does not conserve an asset (a bug, never bad input)."""
+
+
+class SinkTransientError(BalanceSinkError):
+    """The store is unavailable for now: retry the whole batch later.
+
+    Part of the sink contract (:mod:`worker.engine.sink`); defined here, with the root,
+    so a store's errors need not import the engine.
+    """
+
+
+class SinkFatalError(BalanceSinkError):
+    """The store cannot be written as configured (credentials, schema, ...): stop."""

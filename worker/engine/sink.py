@@ -25,7 +25,7 @@ import msgspec
 from confluent_kafka import Message
 
 from worker.core.events import BalanceEvent
-from worker.errors import BalanceSinkError
+from worker.errors import SinkFatalError, SinkTransientError
 
 __all__ = (
     "AllStored",
@@ -38,14 +38,6 @@ __all__ = (
     "SinkResult",
     "SinkTransientError",
 )
-
-
-class SinkTransientError(BalanceSinkError):
-    """The store is unavailable for now: retry the whole batch later."""
-
-
-class SinkFatalError(BalanceSinkError):
-    """The store cannot be written as configured (credentials, schema, ...): stop."""
 
 
 class MessageKey(NamedTuple):

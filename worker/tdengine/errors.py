@@ -25,8 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, Literal
 
-from worker.engine.sink import SinkFatalError, SinkTransientError
-from worker.errors import BalanceSinkError, ConfigError
+from worker.errors import BalanceSinkError, ConfigError, SinkFatalError, SinkTransientError
 
 __all__ = (
     "AUTH_CODES",

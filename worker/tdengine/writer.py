@@ -17,6 +17,9 @@ batch, can be re-sent safely.
   rejected group may have been stored (they are correct rows; only the group as a
   whole is incomplete).
 * Fatal errors are raised at once and never retried.
+* A path with several senders (stmt2 from child processes) sends every statement's
+  first attempt side by side; each statement whose first attempt failed then goes
+  through the rules above alone, so the outcome is that of statements sent one by one.
 """
 
 from __future__ import annotations
