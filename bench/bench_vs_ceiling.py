@@ -119,14 +119,14 @@ def ceiling(url: str, api: str, lines: Path, twin: Path, batch_rows: int) -> lis
 
 
 def worker(url: str, api: str, bootstrap: str, topics: Sequence[str], count: int,
-           database: str) -> list[dict[str, Any]]:  # fmt: skip
+           database: str, batch: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
     """The worker's figures for ``api``: ``L`` then ``W`` into ``database`` (dropped after)."""
     os.environ["BENCH_WRITE_API"] = api  # read by bench_worker in its child processes
     server = Server(url)
     try:
         results: list[dict[str, Any]] = []
         for write, topic in zip(WRITES, topics, strict=True):
-            result = bench_worker.measure("tdengine", bootstrap, topic, count, url, {}, database)
+            result = bench_worker.measure("tdengine", bootstrap, topic, count, url, batch, database)
             results.append({"write": write, **result})
         return results
     finally:
@@ -155,7 +155,15 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     database = f"bench_{uuid.uuid4().hex[:12]}"
                     measured = {
                         "ceiling": ceiling(args.url, api, lines, twin, batch_rows),
-                        "worker": worker(args.url, api, bootstrap, topics, args.trades, database),
+                        "worker": worker(
+                            args.url,
+                            api,
+                            bootstrap,
+                            topics,
+                            args.trades,
+                            database,
+                            json.loads(args.batch),
+                        ),
                     }
                     for kind, lines_ in measured.items():
                         for line in lines_:
@@ -212,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--spreads", default=",".join(SPREADS))
     parser.add_argument("--paths", default=",".join(CEILING_PATHS))
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--batch", default="{}", help='the worker\'s [batch] settings as JSON: {"max_in_flight": 2}'
+    )
     parser.add_argument("--out", type=Path, default=OUT / "vs_ceiling.jsonl")
     parser.add_argument("--child-ceiling", dest="path", help=argparse.SUPPRESS)
     parser.add_argument("--lines", type=Path, help=argparse.SUPPRESS)

@@ -247,6 +247,13 @@ def _drop_database(options: TDengineOptions) -> None:
         transport.close()
 
 
+_CHILD_MAIN = "import sys; from bench.bench_worker import main; sys.exit(main())"
+"""The measured worker's entry, run with ``-c``: its stmt2 sender children (``spawn``)
+then import no main module, as under ``python -m worker`` or the ``balance-sink``
+script. Under ``-m bench.bench_worker`` each child imported this whole benchmark: 17 MiB
+more per child than the worker's own."""
+
+
 def _rss_mib() -> float:
     for row in Path("/proc/self/status").read_text().splitlines():
         if row.startswith("VmHWM:"):
@@ -285,8 +292,8 @@ def measure(
     proc = subprocess.run(
         [
             sys.executable,
-            "-m",
-            "bench.bench_worker",
+            "-c",
+            _CHILD_MAIN,
             "--child",
             mode,
             "--bootstrap",

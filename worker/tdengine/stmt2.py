@@ -85,16 +85,21 @@ MAX_VIEW_ROWS: Final = 32_767
 """Most rows of one table in one bind view: TDengine 3.3.6 answers 0x0236 "bind number
 out of range" from 32,768 on."""
 
-DEFAULT_MAX_ROWS: Final = 20_000
-"""Rows per request by default: fewer round trips where a subtable has many rows (against
+DEFAULT_MAX_ROWS: Final = 10_000
+"""Rows per request by default. One request alone goes faster the larger it is (against
 3.3.6.13, 2,000 uniform users: 617,000 rows/s send-only at 20,000 rows a request,
-447,000 at 5,000)."""
+447,000 at 5,000), but two senders (``tdengine.stmt2_senders``) share a batch's
+requests: at 10,000 a 50,000-row batch makes five to share, and each child's peak
+memory is smaller. With two children the write chain (views made in them) did 266,000
+rows/s at 10,000 rows and 2,500 views a request against 237,000 at 20,000 and 5,000
+(2,000 uniform users), and the worker end to end stayed under 300 MiB only so."""
 
-DEFAULT_MAX_VIEWS: Final = 5_000
+DEFAULT_MAX_VIEWS: Final = 2_500
 """Views (subtable runs) per request by default. taos-ws-py's bind views of one request
 are the sender's peak memory, about 14 objects each: at 200,000 uniform users a request
 of 20,000 rows holds 20,000 views and took the sender to 177 MiB peak RSS, 107 MiB at
-5,000, at the same rate (TDengine's cost is per subtable block, not per request)."""
+5,000, at the same rate (TDengine's cost is per subtable block, not per request). At
+2,500 a child peaked at 70 MiB, 89 MiB at 5,000."""
 
 _ROW_BYTES: Final = 90
 """Approximate bytes of one row in a stmt2 bind message (78 bytes of values, one null
