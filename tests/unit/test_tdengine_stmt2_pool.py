@@ -144,6 +144,44 @@ def test_open_opens_every_sender_side_by_side_and_raises_a_failure() -> None:
         failing.open()
 
 
+class HeldSender(FakeSender):
+    """Holds each request until closed; a request held then ends as a killed child's."""
+
+    def __init__(self, busy: threading.Semaphore) -> None:
+        super().__init__()
+        self.busy = busy
+        self.released = threading.Event()
+
+    def execute(self, request: str) -> int:
+        self.busy.release()
+        if not self.released.wait(WAIT_S):
+            raise AssertionError("never closed")
+        self.ended.append(request)
+        raise TransientStoreError("child killed")
+
+    def close(self) -> None:
+        super().close()
+        self.released.set()
+
+
+def test_close_cancels_the_requests_not_started() -> None:
+    busy = threading.Semaphore(0)
+    senders = [HeldSender(busy), HeldSender(busy)]
+    pool = Stmt2SenderPool(senders)
+    outcomes: list[SendOutcome] = []
+    sending = threading.Thread(target=lambda: outcomes.extend(pool.execute_all(list("abcd"))))
+    sending.start()
+    assert busy.acquire(timeout=WAIT_S) and busy.acquire(timeout=WAIT_S)  # both senders held
+    pool.close()
+    sending.join(WAIT_S)
+    assert not sending.is_alive()
+    errors = [str(o.error) for o in outcomes]
+    assert errors.count("child killed") == 2
+    assert errors.count("TDengine stmt2 sender pool closed before the request was sent") == 2
+    assert all(isinstance(o.error, TransientStoreError) for o in outcomes)
+    assert sorted(request for s in senders for request in s.ended) == ["a", "b"]
+
+
 def test_a_pool_needs_a_sender() -> None:
     with pytest.raises(ValueError, match="at least one sender"):
         Stmt2SenderPool([])

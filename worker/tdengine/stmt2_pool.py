@@ -18,10 +18,11 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from contextlib import suppress
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from worker.tdengine.errors import StoreError
+from worker.tdengine.errors import StoreError, TransientStoreError
 
 __all__ = ("PooledSender", "SendOutcome", "Stmt2SenderPool")
 
@@ -52,6 +53,11 @@ class SendOutcome(NamedTuple):
     affected: int | None
     error: StoreError | None
     seconds: float
+
+
+def _closed() -> TransientStoreError:
+    """The error of a request :meth:`Stmt2SenderPool.close` cancelled before it started."""
+    return TransientStoreError("TDengine stmt2 sender pool closed before the request was sent")
 
 
 class Stmt2SenderPool:
@@ -94,7 +100,10 @@ class Stmt2SenderPool:
             self._senders[0].open()
             return
         futures = [self._pool().submit(sender.open) for sender in self._senders]
-        for future in _all_ended(futures):
+        _wait_all(futures)
+        for future in futures:
+            if future.cancelled():
+                raise _closed()
             future.result()
 
     def execute(self, request: Any) -> int:
@@ -114,18 +123,31 @@ class Stmt2SenderPool:
         return self._run(requests)
 
     def close(self) -> None:
-        """Close every sender (bounded: a busy child is killed), then the threads."""
-        for sender in self._senders:
-            sender.close()
+        """Cancel the requests not started, then close every sender (bounded: a busy
+        child is killed). A cancelled request's outcome is a transient error."""
         threads, self._threads = self._threads, None
         if threads is not None:
-            threads.shutdown(wait=False, cancel_futures=True)
+            threads.shutdown(wait=False, cancel_futures=True)  # no queued request starts a child
+        for sender in self._senders:
+            sender.close()
 
     def _run(self, requests: Sequence[Any]) -> list[SendOutcome]:
         if len(requests) <= 1 or self.size == 1:
             return list(map(self._one, requests))
-        futures = [self._pool().submit(self._one, request) for request in requests]
-        return [future.result() for future in _all_ended(futures)]
+        threads = self._pool()
+        futures: list[Future[SendOutcome] | None] = []
+        for request in requests:
+            try:
+                futures.append(threads.submit(self._one, request))
+            except RuntimeError:  # closed meanwhile: this request and the rest stay unsent
+                futures.append(None)
+        _wait_all([future for future in futures if future is not None])  # all ended first
+        return [
+            SendOutcome(None, _closed(), 0.0)
+            if future is None or future.cancelled()
+            else future.result()
+            for future in futures
+        ]
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._threads is None:
@@ -144,8 +166,12 @@ class Stmt2SenderPool:
         return SendOutcome(int(affected), None, time.perf_counter() - started)
 
 
-def _all_ended(futures: list[Future[_T]]) -> list[Future[_T]]:
-    """``futures`` once every one has ended (so an exception never leaves one running)."""
+def _wait_all(futures: list[Future[_T]]) -> None:
+    """Wait until every future has ended or was cancelled.
+
+    Not ``concurrent.futures.wait``: it never returns for a future that
+    ``shutdown(cancel_futures=True)`` cancelled (no worker marks it notified).
+    """
     for future in futures:
-        future.exception()  # waits; the result (or the raise) comes below
-    return futures
+        with suppress(CancelledError):
+            future.exception()  # waits; a cancelled future raises at once
