@@ -393,7 +393,8 @@ def test_the_process_sender_is_the_default_for_stmt2() -> None:
     assert path.parallel_sends == options.senders == DEFAULT_STMT2_SENDERS
     assert all(isinstance(s, Stmt2ProcessSender) for s in path._sender.senders)
     inline = Stmt2Path.of(msgspec.structs.replace(options, stmt2_process=False))
-    assert isinstance(inline._sender, Stmt2Sender)
+    (alone,) = inline._sender.senders  # a pool of one, sending in the calling thread
+    assert isinstance(alone, Stmt2Sender)
     assert inline.parallel_sends == 1
     with pytest.raises(OptionsError, match=r"tdengine\.stmt2_process"):
         TDengineOptions(password="taosdata", stmt2_process="yes")  # type: ignore[arg-type]

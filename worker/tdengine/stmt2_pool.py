@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from worker.tdengine.errors import StoreError, TransientStoreError
 
-__all__ = ("PooledSender", "SendOutcome", "Stmt2SenderPool")
+__all__ = ("PooledSender", "SendOutcome", "Stmt2SenderPool", "outcome_of")
 
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 class PooledSender(Protocol):
@@ -156,14 +157,20 @@ class Stmt2SenderPool:
 
     def _one(self, request: Any) -> SendOutcome:
         sender = self._free.get()
-        started = time.perf_counter()
         try:
-            affected = sender.execute(request)
-        except StoreError as exc:
-            return SendOutcome(None, exc, time.perf_counter() - started)
+            return outcome_of(sender.execute, request)
         finally:
             self._free.put(sender)
-        return SendOutcome(int(affected), None, time.perf_counter() - started)
+
+
+def outcome_of(send: Callable[[_R], int], request: _R) -> SendOutcome:
+    """``send(request)`` timed: its affected-row count, or the :class:`StoreError` it raised."""
+    started = time.perf_counter()
+    try:
+        affected = send(request)
+    except StoreError as exc:
+        return SendOutcome(None, exc, time.perf_counter() - started)
+    return SendOutcome(int(affected), None, time.perf_counter() - started)
 
 
 def _wait_all(futures: list[Future[_T]]) -> None:

@@ -17,16 +17,14 @@ refused rows and the affected-rows check, so both paths keep every guarantee:
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final, Protocol, TypeVar
 
 from worker.core.events import BalanceEvent
-from worker.tdengine.errors import StoreError
 from worker.tdengine.options import WRITE_APIS, TDengineOptions, WriteApi
 from worker.tdengine.sql import InsertBuilder, InsertStatement, RowKey
 from worker.tdengine.stmt2 import BindBuilder, BindRequest, Stmt2Sender
-from worker.tdengine.stmt2_pool import SendOutcome, Stmt2SenderPool
+from worker.tdengine.stmt2_pool import SendOutcome, Stmt2SenderPool, outcome_of
 from worker.tdengine.stmt2_process import Stmt2ProcessSender
 from worker.tdengine.transport import Transport
 
@@ -39,7 +37,6 @@ __all__ = (
     "WritePath",
     "WriteRequest",
     "open_write_path",
-    "send_each",
 )
 
 
@@ -92,20 +89,6 @@ class BindSender(Protocol):
     def close(self) -> None: ...
 
 
-def send_each(send: Callable[[_R], int], requests: Sequence[_R]) -> list[SendOutcome]:
-    """``send`` each request in turn; its count or its :class:`StoreError` as outcome."""
-    outcomes: list[SendOutcome] = []
-    for request in requests:
-        started = time.perf_counter()
-        try:
-            affected = send(request)
-        except StoreError as exc:
-            outcomes.append(SendOutcome(None, exc, time.perf_counter() - started))
-        else:
-            outcomes.append(SendOutcome(affected, None, time.perf_counter() - started))
-    return outcomes
-
-
 class SqlPath:
     """INSERT statements over a transport (which the caller owns and closes)."""
 
@@ -126,7 +109,7 @@ class SqlPath:
         return self._transport.execute(request.sql)
 
     def send_all(self, requests: Sequence[InsertStatement]) -> list[SendOutcome]:
-        return send_each(self.send, requests)
+        return [outcome_of(self.send, request) for request in requests]
 
     def close(self) -> None:
         pass
@@ -137,14 +120,15 @@ class Stmt2Path:
 
     The builder must match the sender: views made here (``make_views=True``) for
     :class:`Stmt2Sender`, plain values (``make_views=False``) for
-    :class:`Stmt2ProcessSender` (alone or in a :class:`Stmt2SenderPool`).
+    :class:`Stmt2ProcessSender` (alone or in a :class:`Stmt2SenderPool`). A lone sender
+    is kept as a pool of one, which sends in the calling thread.
     """
 
     name: Final = "stmt2"
 
     def __init__(self, builder: BindBuilder, sender: BindSender | Stmt2SenderPool) -> None:
         self._builder = builder
-        self._sender = sender
+        self._sender = sender if isinstance(sender, Stmt2SenderPool) else Stmt2SenderPool([sender])
 
     @classmethod
     def of(cls, options: TDengineOptions) -> Stmt2Path:
@@ -175,14 +159,10 @@ class Stmt2Path:
 
     @property
     def parallel_sends(self) -> int:
-        sender = self._sender
-        return sender.size if isinstance(sender, Stmt2SenderPool) else 1
+        return self._sender.size
 
     def send_all(self, requests: Sequence[BindRequest]) -> list[SendOutcome]:
-        sender = self._sender
-        if isinstance(sender, Stmt2SenderPool):
-            return sender.execute_all(requests)
-        return send_each(sender.execute, requests)
+        return self._sender.execute_all(requests)
 
     def close(self) -> None:
         self._sender.close()
