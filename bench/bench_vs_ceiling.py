@@ -15,7 +15,10 @@ once. Then, per write path (the worker's ``tdengine.write_api``: ``sql`` over RE
 
 Each measurement runs in a fresh process. The report gives rows/s of both, their ratio
 per path, the worker's best path against the best ceiling, and the worker's peak RSS
-(with its stmt2 child's). Every measurement is a
+(with its stmt2 child's). A second table says where the machine's CPU went in each
+timed interval (:mod:`bench.cpu_use`): per 1,000 rows, the measured process, its
+children, a local server, a local broker and the rest, and how many cores were busy.
+Every measurement is a
 JSON line in ``--out``. Needs a real TDengine (``TDENGINE_URL``) and uses a local Kafka
 broker (or ``KAFKA_BOOTSTRAP``).
 
@@ -38,7 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import bench_worker
+from bench import bench_worker, cpu_use
 from bench.bench_write_paths import (
     SPREADS,
     Server,
@@ -47,6 +50,7 @@ from bench.bench_write_paths import (
     rss_mib,
     spread_of,
 )
+from bench.cpu_use import ROLES
 from worker.commands.demo import create_topics, produce_lines
 from worker.ops.config import BatchSettings
 from worker.tdengine.stmt2 import DEFAULT_SHAPE
@@ -88,15 +92,17 @@ def ceiling_child(args: argparse.Namespace) -> None:
             build, open_sender, close = build_requests(args.path, database, server, batches)
             requests = build()
             send = open_sender()
+            before = cpu_use.snapshot()
             started = time.perf_counter()
             affected = sum(send(request) for request in requests)
             seconds = time.perf_counter() - started
+            cpu = cpu_use.spent(before, cpu_use.snapshot())
             close()
             if affected != rows:
                 raise RuntimeError(f"{args.path}: affected rows {affected} != {rows} sent")
             stored += rows
             print(json.dumps({"write": write, "rows": rows, "seconds": seconds,
-                              "rss_mib": rss_mib(), "server_version": version}),
+                              "rss_mib": rss_mib(), "server_version": version, "cpu": cpu}),
                   flush=True)  # fmt: skip
         counted = server.sql(f"SELECT COUNT(*) FROM `{database}`.`balance_events`")
         if counted["data"][0][0] != stored:
@@ -210,6 +216,47 @@ def report(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> str:
                 cells.append(f"{c:>12,.0f} {w:>13,.0f} {w / c:>5.2f} {rss[-1]:>4.0f}")
             best = max(workers) / max(ceilings)
             lines.append(f"{spread:>15} {write:>5} {' '.join(cells)} {best:>9.2f}")
+    return "\n".join([*lines, "", cpu_report(results, paths)])
+
+
+def cpu_report(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> str:
+    """Medians of CPU ms per 1,000 rows by role (:mod:`bench.cpu_use`), ceiling and
+    worker, with the machine's busy cores; ``cpu ratio`` is the ceiling's CPU per row
+    over the worker's: the rows/s ratio a machine that both fill would allow."""
+
+    def per_row(spread: str, write: str, path: str, kind: str) -> dict[str, float]:
+        runs = [r for r in results if (r["spread"], r["write"], r["path"], r["kind"])
+                == (spread, write, path, kind) and r.get("cpu")]  # fmt: skip
+        if not runs:
+            return {}
+        figures = {
+            role: statistics.median(r["cpu"][role] / r["rows"] * 1e6 for r in runs)
+            for role in ROLES
+        }
+        figures["busy_cores"] = statistics.median(r["cpu"]["busy_cores"] for r in runs)
+        return figures
+
+    cores = next((r["cpu"]["cores"] for r in results if r.get("cpu")), 0.0)
+    lines = [
+        f"CPU ms per 1,000 rows ({' / '.join(ROLES)}), then busy cores of {cores:.0f}",
+        f"{'spread':>15} {'write':>5} {'path':>5} {'ceiling':>36} {'worker':>36} {'cpu ratio':>9}",
+    ]
+    for spread in dict.fromkeys(r["spread"] for r in results):
+        for write in WRITES:
+            for path in paths:
+                cells: list[str] = []
+                totals: list[float] = []
+                for kind in ("ceiling", "worker"):
+                    figures = per_row(spread, write, path, kind)
+                    if not figures:
+                        cells.append(f"{'-':>36}")
+                        totals.append(float("nan"))
+                        continue
+                    roles = " / ".join(f"{figures[role]:.2f}" for role in ROLES)
+                    cells.append(f"{roles:>31} {figures['busy_cores']:>4.2f}")
+                    totals.append(sum(figures[role] for role in ROLES))
+                ratio = totals[0] / totals[1] if totals[1] else float("nan")
+                lines.append(f"{spread:>15} {write:>5} {path:>5} {' '.join(cells)} {ratio:>9.2f}")
     return "\n".join(lines)
 
 

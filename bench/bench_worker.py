@@ -47,6 +47,7 @@ from urllib.parse import unquote, urlsplit
 
 from confluent_kafka import Consumer
 
+from bench import cpu_use
 from standins.samples import UNIFORM, UserSpread, fee_schedule_text, trade_lines
 from worker.commands.demo import create_topics, produce_lines
 from worker.tdengine.options import WRITE_APIS, TDengineOptions
@@ -178,6 +179,7 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
     started: list[float] = []
     stored: list[float] = []
     children: list[float] = []
+    cpu: list[cpu_use.Snapshot] = []
 
     def watch() -> None:
         """Time from the first message read to the last row stored (the worker's start
@@ -186,8 +188,10 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
             progress = worker.progress
             if progress["messages"] and not started:
                 started.append(time.perf_counter())
+                cpu.append(cpu_use.snapshot())
             if progress["messages"] >= args.count and worker.buffered_messages == 0:
                 stored.append(time.perf_counter())
+                cpu.append(cpu_use.snapshot())
                 children.append(_children_rss_mib())  # before the sink closes its child
                 worker.stop()
                 return
@@ -214,6 +218,7 @@ def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
         "p99_flush_s": flushes[max(0, int(len(flushes) * 0.99) - 1)] if flushes else 0.0,
         "rss_mib": _rss_mib(),
         "child_rss_mib": children[0] if children else 0.0,
+        "cpu": cpu_use.spent(cpu[0], cpu[1]) if len(cpu) == 2 else {},
     }
 
 
