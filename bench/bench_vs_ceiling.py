@@ -233,13 +233,14 @@ def cpu_report(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> str:
             role: statistics.median(r["cpu"][role] / r["rows"] * 1e6 for r in runs)
             for role in ROLES
         }
-        figures["busy_cores"] = statistics.median(r["cpu"]["busy_cores"] for r in runs)
+        for share in ("busy_cores", "steal_cores"):
+            figures[share] = statistics.median(r["cpu"].get(share, 0.0) for r in runs)
         return figures
 
     cores = next((r["cpu"]["cores"] for r in results if r.get("cpu")), 0.0)
     lines = [
-        f"CPU ms per 1,000 rows ({' / '.join(ROLES)}), then busy cores of {cores:.0f}",
-        f"{'spread':>15} {'write':>5} {'path':>5} {'ceiling':>36} {'worker':>36} {'cpu ratio':>9}",
+        f"CPU ms per 1,000 rows ({' / '.join(ROLES)}), then busy+stolen cores of {cores:.0f}",
+        f"{'spread':>15} {'write':>5} {'path':>5} {'ceiling':>41} {'worker':>41} {'cpu ratio':>9}",
     ]
     for spread in dict.fromkeys(r["spread"] for r in results):
         for write in WRITES:
@@ -249,11 +250,12 @@ def cpu_report(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> str:
                 for kind in ("ceiling", "worker"):
                     figures = per_row(spread, write, path, kind)
                     if not figures:
-                        cells.append(f"{'-':>36}")
+                        cells.append(f"{'-':>41}")
                         totals.append(float("nan"))
                         continue
                     roles = " / ".join(f"{figures[role]:.2f}" for role in ROLES)
-                    cells.append(f"{roles:>31} {figures['busy_cores']:>4.2f}")
+                    busy = f"{figures['busy_cores']:.2f}+{figures['steal_cores']:.2f}"
+                    cells.append(f"{roles:>31} {busy:>9}")
                     totals.append(sum(figures[role] for role in ROLES))
                 ratio = totals[0] / totals[1] if totals[1] else float("nan")
                 lines.append(f"{spread:>15} {write:>5} {path:>5} {' '.join(cells)} {ratio:>9.2f}")

@@ -9,7 +9,9 @@ ends; :func:`spent` turns the pair into CPU seconds per role:
   server is elsewhere);
 * ``broker``: a local Kafka broker (a ``java`` process running ``kafka.Kafka``);
 * ``other``: the rest of the machine's busy time (the benchmark's driver, the kernel);
-* ``busy_cores``: the machine's busy time over the interval's length, and ``cores``.
+* ``busy_cores``: the machine's busy time over the interval's length, and ``cores``;
+* ``steal_cores``: the time the hypervisor gave to other guests while this one had work
+  (a virtual machine's cores are not all its own: a run with steal is slower).
 
 So a run limited by this machine shows ``busy_cores`` near ``cores``, and the CPU per
 row of each role says where a faster worker would have to save. Reads ``/proc``
@@ -36,17 +38,18 @@ class Snapshot:
 
     at: float
     busy: int
+    steal: int = 0
     roles: dict[str, int] = field(default_factory=dict)
 
 
-def busy_ticks(stat_line: str) -> int:
-    """Busy ticks in ``/proc/stat``'s ``cpu`` line: everything but idle, iowait and
-    steal (another guest's time)."""
+def busy_ticks(stat_line: str) -> tuple[int, int]:
+    """(busy, steal) ticks in ``/proc/stat``'s ``cpu`` line: busy is everything but
+    idle, iowait and steal (another guest's time)."""
     name, *values = stat_line.split()
     if name != "cpu":
         raise ValueError(f"not the /proc/stat cpu line: {stat_line!r}")
-    user, nice, system, _idle, _iowait, irq, softirq, *_steal_guest = map(int, values)
-    return user + nice + system + irq + softirq
+    user, nice, system, _idle, _iowait, irq, softirq, *rest = map(int, values)
+    return user + nice + system + irq + softirq, rest[0] if rest else 0
 
 
 def process_ticks(stat_text: str) -> int:
@@ -98,7 +101,7 @@ def snapshot(root: int | None = None) -> Snapshot:
     children."""
     at = time.perf_counter()
     try:
-        busy = busy_ticks((PROC / "stat").read_text().splitlines()[0])
+        busy, steal = busy_ticks((PROC / "stat").read_text().splitlines()[0])
     except OSError:
         return Snapshot(at, 0)
     root = os.getpid() if root is None else root
@@ -116,7 +119,7 @@ def snapshot(root: int | None = None) -> Snapshot:
         except (OSError, ValueError, IndexError):
             continue
         roles[role] = roles.get(role, 0) + ticks
-    return Snapshot(at, busy, roles)
+    return Snapshot(at, busy, steal, roles)
 
 
 def spent(start: Snapshot, end: Snapshot) -> dict[str, float]:
@@ -133,5 +136,7 @@ def spent(start: Snapshot, end: Snapshot) -> dict[str, float]:
     seconds["other"] = max(0.0, busy - sum(seconds.values()))
     elapsed = end.at - start.at
     seconds["busy_cores"] = busy / elapsed if elapsed > 0 else 0.0
+    steal = max(0, end.steal - start.steal) / _TICKS
+    seconds["steal_cores"] = steal / elapsed if elapsed > 0 else 0.0
     seconds["cores"] = float(os.cpu_count() or 1)
     return {key: round(value, 3) for key, value in seconds.items()}

@@ -16,7 +16,7 @@ STAT_LINE = "cpu  2100561 29193 384677 4341324 17112 0 33790 63054 0 0"
 
 
 def test_busy_ticks_leave_out_idle_iowait_and_steal() -> None:
-    assert busy_ticks(STAT_LINE) == 2100561 + 29193 + 384677 + 0 + 33790
+    assert busy_ticks(STAT_LINE) == (2100561 + 29193 + 384677 + 0 + 33790, 63054)
 
 
 def test_busy_ticks_refuse_a_per_cpu_line() -> None:
@@ -31,9 +31,14 @@ def test_process_ticks_count_after_a_command_holding_parentheses_and_spaces() ->
 
 
 def test_spent_splits_busy_time_and_puts_the_rest_in_other() -> None:
-    start = Snapshot(at=10.0, busy=1000, roles={"measured": 100, "server": 50, "children": 5})
+    start = Snapshot(
+        at=10.0, busy=1000, steal=7, roles={"measured": 100, "server": 50, "children": 5}
+    )
     end = Snapshot(
-        at=12.0, busy=1400, roles={"measured": 250, "server": 150, "broker": 20, "children": 35}
+        at=12.0,
+        busy=1400,
+        steal=107,
+        roles={"measured": 250, "server": 150, "broker": 20, "children": 35},
     )
     figures = spent(start, end)
     ticks = cpu_use._TICKS
@@ -43,6 +48,7 @@ def test_spent_splits_busy_time_and_puts_the_rest_in_other() -> None:
     assert figures["broker"] == round(20 / ticks, 3)
     assert figures["other"] == round((400 - 300) / ticks, 3)
     assert figures["busy_cores"] == round(400 / ticks / 2.0, 3)
+    assert figures["steal_cores"] == round(100 / ticks / 2.0, 3)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs Linux /proc")
