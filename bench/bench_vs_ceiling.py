@@ -11,7 +11,10 @@ once. Then, per write path (the worker's ``tdengine.write_api``: ``sql`` over RE
   the sending: ``L`` into a fresh database (``first``: every subtable is created), then
   ``W`` into it (``exist``: the subtables exist);
 * **worker**: the whole worker (:mod:`bench.bench_worker`: consume, decode, derive,
-  build, write, commit) reads ``L`` from Kafka into a fresh database, then ``W`` into it.
+  build, write, commit) reads ``L`` from Kafka into a fresh database, then ``W`` into it;
+* **alone**: the worker reads ``L`` with the path's build-only sink, which builds the
+  requests and sends nothing: the most one worker process can do on this machine,
+  whatever the server costs.
 
 Each measurement runs in a fresh process. The report gives rows/s of both, their ratio
 per path, the worker's best path against the best ceiling, and the worker's peak RSS
@@ -139,6 +142,20 @@ def worker(url: str, api: str, bootstrap: str, topics: Sequence[str], count: int
         server.sql(f"DROP DATABASE IF EXISTS `{database}`")
 
 
+PIPELINE_MODES = {"sql": "statements", "stmt2": "binds"}
+"""The worker's write API -> its build-only sink in :mod:`bench.bench_worker`."""
+
+
+def alone(
+    api: str, bootstrap: str, topic: str, count: int, batch: dict[str, Any]
+) -> dict[str, Any]:
+    """The worker reading ``L`` with the build-only sink of ``api`` (no server): the
+    most one worker process can do on this machine, whatever the server costs."""
+    os.environ["BENCH_WRITE_API"] = api
+    result = bench_worker.measure(PIPELINE_MODES[api], bootstrap, topic, count, batch=batch)
+    return {"write": "first", **result}
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -170,6 +187,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                             database,
                             json.loads(args.batch),
                         ),
+                        "alone": [
+                            alone(api, bootstrap, topics[0], args.trades, json.loads(args.batch))
+                        ],
                     }
                     for kind, lines_ in measured.items():
                         for line in lines_:
@@ -216,7 +236,30 @@ def report(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> str:
                 cells.append(f"{c:>12,.0f} {w:>13,.0f} {w / c:>5.2f} {rss[-1]:>4.0f}")
             best = max(workers) / max(ceilings)
             lines.append(f"{spread:>15} {write:>5} {' '.join(cells)} {best:>9.2f}")
-    return "\n".join([*lines, "", cpu_report(results, paths)])
+    return "\n".join([*lines, "", alone_report(results, paths), "", cpu_report(results, paths)])
+
+
+def alone_report(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> str:
+    """Medians of the worker alone (build-only sink, no server) against each ceiling."""
+
+    def median(spread: str, write: str, path: str, kind: str) -> float:
+        values = [r["rows_per_s"] for r in results if (r["spread"], r["write"], r["path"],
+                  r["kind"]) == (spread, write, path, kind)]  # fmt: skip
+        return statistics.median(values) if values else float("nan")
+
+    lines = [
+        "The worker alone (its build-only sink, no server: the most one worker process does"
+        " on this machine), rows/s, and against the ceiling",
+        f"{'spread':>15} {'path':>5} {'alone':>9} {'/ ceil first':>12} {'/ ceil exist':>12}",
+    ]
+    for spread in dict.fromkeys(r["spread"] for r in results):
+        for path in paths:
+            most = median(spread, "first", path, "alone")
+            shares = [most / median(spread, write, path, "ceiling") for write in WRITES]
+            lines.append(
+                f"{spread:>15} {path:>5} {most:>9,.0f} {shares[0]:>12.2f} {shares[1]:>12.2f}"
+            )
+    return "\n".join(lines)
 
 
 def cpu_report(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> str:
