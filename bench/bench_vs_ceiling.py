@@ -203,13 +203,19 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+def _median(
+    results: Sequence[dict[str, Any]], cell: tuple[str, str, str, str], field: str
+) -> float:
+    """The median of ``field`` over the runs of ``cell`` (spread, write, path, kind)."""
+    values = [r[field] for r in results if (r["spread"], r["write"], r["path"], r["kind"]) == cell]
+    return statistics.median(values) if values else float("nan")
+
+
 def report(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> str:
     """Medians per spread and write: ceiling and worker per path, ratios, peak RSS."""
 
     def median(spread: str, write: str, path: str, kind: str, field: str) -> float:
-        values = [r[field] for r in results if (r["spread"], r["write"], r["path"], r["kind"])
-                  == (spread, write, path, kind)]  # fmt: skip
-        return statistics.median(values) if values else float("nan")
+        return _median(results, (spread, write, path, kind), field)
 
     version = next((r["server_version"] for r in results if "server_version" in r), "?")
     head = " ".join(f"{'ceil ' + p:>12} {'worker ' + p:>13} {'ratio':>5} {'RSS':>4}" for p in paths)
@@ -243,9 +249,7 @@ def alone_report(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> str
     """Medians of the worker alone (build-only sink, no server) against each ceiling."""
 
     def median(spread: str, write: str, path: str, kind: str) -> float:
-        values = [r["rows_per_s"] for r in results if (r["spread"], r["write"], r["path"],
-                  r["kind"]) == (spread, write, path, kind)]  # fmt: skip
-        return statistics.median(values) if values else float("nan")
+        return _median(results, (spread, write, path, kind), "rows_per_s")
 
     lines = [
         "The worker alone (its build-only sink, no server: the most one worker process does"
@@ -264,8 +268,11 @@ def alone_report(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> str
 
 def cpu_report(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> str:
     """Medians of CPU ms per 1,000 rows by role (:mod:`bench.cpu_use`), ceiling and
-    worker, with the machine's busy cores; ``cpu ratio`` is the ceiling's CPU per row
-    over the worker's: the rows/s ratio a machine that both fill would allow."""
+    worker, with the machine's busy and stolen cores. ``bound`` is the highest ratio to
+    the path's ceiling this machine's cores allow at the worker's CPU per row (all of
+    it: the worker, its children, server, broker and the rest): ``cores / (CPU per row
+    x ceiling rows/s)``; ``best/best bound`` is the best path's such rate over the best
+    ceiling."""
 
     def per_row(spread: str, write: str, path: str, kind: str) -> dict[str, float]:
         runs = [r for r in results if (r["spread"], r["write"], r["path"], r["kind"])
@@ -283,10 +290,12 @@ def cpu_report(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> str:
     cores = next((r["cpu"]["cores"] for r in results if r.get("cpu")), 0.0)
     lines = [
         f"CPU ms per 1,000 rows ({' / '.join(ROLES)}), then busy+stolen cores of {cores:.0f}",
-        f"{'spread':>15} {'write':>5} {'path':>5} {'ceiling':>41} {'worker':>41} {'cpu ratio':>9}",
+        f"{'spread':>15} {'write':>5} {'path':>5} {'ceiling':>41} {'worker':>41} {'bound':>5}",
     ]
     for spread in dict.fromkeys(r["spread"] for r in results):
         for write in WRITES:
+            machine: list[float] = []  # rows/s per path with the cores all busy
+            ceilings: list[float] = []
             for path in paths:
                 cells: list[str] = []
                 totals: list[float] = []
@@ -300,8 +309,14 @@ def cpu_report(results: Sequence[dict[str, Any]], paths: Sequence[str]) -> str:
                     busy = f"{figures['busy_cores']:.2f}+{figures['steal_cores']:.2f}"
                     cells.append(f"{roles:>31} {busy:>9}")
                     totals.append(sum(figures[role] for role in ROLES))
-                ratio = totals[0] / totals[1] if totals[1] else float("nan")
-                lines.append(f"{spread:>15} {write:>5} {path:>5} {' '.join(cells)} {ratio:>9.2f}")
+                ceilings.append(_median(results, (spread, write, path, "ceiling"), "rows_per_s"))
+                machine.append(cores / (totals[1] / 1e6) if totals[1] else float("nan"))
+                bound = machine[-1] / ceilings[-1]
+                lines.append(f"{spread:>15} {write:>5} {path:>5} {' '.join(cells)} {bound:>5.2f}")
+            best = max(machine) / max(ceilings)
+            lines.append(
+                f"{spread:>15} {write:>5} {'best':>5} {'best/best bound':>83} {best:>5.2f}"
+            )
     return "\n".join(lines)
 
 
