@@ -37,8 +37,8 @@ from worker.tdengine.errors import (
     TransientStoreError,
 )
 from worker.tdengine.options import DEFAULT_STMT2_SENDERS, TDengineOptions
+from worker.tdengine.sender_pool import SenderPool
 from worker.tdengine.stmt2 import BindBuilder, BindRequest, Stmt2Sender
-from worker.tdengine.stmt2_pool import Stmt2SenderPool
 from worker.tdengine.stmt2_process import Stmt2ProcessSender, _encode
 from worker.tdengine.stmt2_views import BindData, ViewMaker
 from worker.tdengine.write_paths import Stmt2Path
@@ -389,7 +389,7 @@ def test_the_process_sender_is_the_default_for_stmt2() -> None:
     options = TDengineOptions(url=URL, password="taosdata", write_api="stmt2")
     assert options.stmt2_process is True
     path = Stmt2Path.of(options)
-    assert isinstance(path._sender, Stmt2SenderPool)
+    assert isinstance(path._sender, SenderPool)
     assert path.parallel_sends == options.senders == DEFAULT_STMT2_SENDERS
     assert all(isinstance(s, Stmt2ProcessSender) for s in path._sender.senders)
     inline = Stmt2Path.of(msgspec.structs.replace(options, stmt2_process=False))

@@ -43,11 +43,14 @@ class TDengineSink:
     ) -> TDengineSink:
         """Open a transport, create or check the schema, and return a ready sink."""
         transport = open_transport(options)
+        writer: TDengineWriter | None = None
         try:
             writer = TDengineWriter(transport, options, observer)
             writer.ensure_schema()
             writer.open_path()
         except BaseException:
+            if writer is not None:
+                writer.close()  # its path's own connections, or stmt2 children started
             transport.close()
             raise
         return cls(writer, transport)

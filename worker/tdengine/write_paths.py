@@ -1,18 +1,22 @@
 """How the writer's rows reach TDengine: SQL text over a transport, or stmt2 binding.
 
-A write path builds requests from events and sends one request at a time; the
+A write path builds requests from events and sends them, one or several at a time; the
 :class:`~worker.tdengine.writer.TDengineWriter` around it owns retries, isolation of
 refused rows and the affected-rows check, so both paths keep every guarantee:
 
 * ``sql``: INSERT statements (:class:`~worker.tdengine.sql.InsertBuilder`) sent over
   the configured transport (REST or WebSocket SQL). The simple path and the fallback.
+  Over REST, several connections (``tdengine.sql_senders``) send a batch's statements
+  side by side.
 * ``stmt2``: parameter binding over taosAdapter's WebSocket API
   (:mod:`worker.tdengine.stmt2`). Cheaper on the server where a write creates
   subtables; its Python-side build costs more per subtable. Sent from a child process
   by default (``tdengine.stmt2_process``, :mod:`worker.tdengine.stmt2_process`): the
   writer thread then waits with the GIL released, and a request has a deadline. Several
-  children (``tdengine.stmt2_senders``, :mod:`worker.tdengine.stmt2_pool`) send a
-  batch's requests side by side: :meth:`WritePath.send_all`.
+  children (``tdengine.stmt2_senders``) send a batch's requests side by side.
+
+Both keep their senders in a :class:`~worker.tdengine.sender_pool.SenderPool`, and
+:meth:`WritePath.send_all` hands it a batch's requests.
 """
 
 from __future__ import annotations
@@ -22,16 +26,17 @@ from typing import Final, Protocol, TypeVar
 
 from worker.core.events import BalanceEvent
 from worker.tdengine.options import WRITE_APIS, TDengineOptions, WriteApi
+from worker.tdengine.sender_pool import SenderPool, SendOutcome
 from worker.tdengine.sql import InsertBuilder, InsertStatement, RowKey
 from worker.tdengine.stmt2 import BindBuilder, BindRequest, Stmt2Sender
-from worker.tdengine.stmt2_pool import SendOutcome, Stmt2SenderPool, outcome_of
 from worker.tdengine.stmt2_process import Stmt2ProcessSender
-from worker.tdengine.transport import Transport
+from worker.tdengine.transport import RestTransport, Transport, open_transport
 
 __all__ = (
     "WRITE_APIS",
     "BindSender",
     "SqlPath",
+    "StatementSender",
     "Stmt2Path",
     "WriteApi",
     "WritePath",
@@ -89,15 +94,58 @@ class BindSender(Protocol):
     def close(self) -> None: ...
 
 
+class StatementSender:
+    """A transport as a pooled sender of INSERT statements; closes it only if ``owned``."""
+
+    def __init__(self, transport: Transport, *, owned: bool) -> None:
+        self._transport = transport
+        self._owned = owned
+
+    def __repr__(self) -> str:
+        return f"StatementSender({self._transport!r}, owned={self._owned})"
+
+    def open(self) -> None:
+        pass  # a transport connects on first use
+
+    def execute(self, request: InsertStatement) -> int:
+        return self._transport.execute(request.sql)
+
+    def close(self) -> None:
+        if self._owned:
+            self._transport.close()
+
+
 class SqlPath:
-    """INSERT statements over a transport (which the caller owns and closes)."""
+    """INSERT statements over the caller's transport (which the caller closes) and, to
+    send a batch's statements side by side, ``extra`` transports of its own (closed by
+    :meth:`close`)."""
 
     name: Final = "sql"
-    parallel_sends: Final = 1
 
-    def __init__(self, transport: Transport, database: str, max_statement_bytes: int) -> None:
-        self._transport = transport
+    def __init__(
+        self,
+        transport: Transport,
+        database: str,
+        max_statement_bytes: int,
+        extra: Sequence[Transport] = (),
+    ) -> None:
         self._builder = InsertBuilder(database, max_statement_bytes=max_statement_bytes)
+        self._senders = SenderPool(
+            [
+                StatementSender(transport, owned=False),
+                *(StatementSender(other, owned=True) for other in extra),
+            ]
+        )
+
+    @classmethod
+    def of(cls, options: TDengineOptions, transport: Transport) -> SqlPath:
+        """The path for ``options``: ``transport`` and, when it is REST, another
+        ``options.sql_sender_count - 1`` REST connections to the same URL (any other
+        transport sends alone)."""
+        extra: list[Transport] = []
+        if isinstance(transport, RestTransport):
+            extra = [open_transport(options) for _ in range(options.sql_sender_count - 1)]
+        return cls(transport, options.database, options.max_statement_bytes, extra)
 
     def build(self, events: Iterable[BalanceEvent]) -> list[InsertStatement]:
         return self._builder.build(events)
@@ -106,13 +154,17 @@ class SqlPath:
         pass  # the transport is opened (and the schema checked) by the writer
 
     def send(self, request: InsertStatement) -> int:
-        return self._transport.execute(request.sql)
+        return self._senders.execute(request)
+
+    @property
+    def parallel_sends(self) -> int:
+        return self._senders.size
 
     def send_all(self, requests: Sequence[InsertStatement]) -> list[SendOutcome]:
-        return [outcome_of(self.send, request) for request in requests]
+        return self._senders.execute_all(requests)
 
     def close(self) -> None:
-        pass
+        self._senders.close()
 
 
 class Stmt2Path:
@@ -120,15 +172,15 @@ class Stmt2Path:
 
     The builder must match the sender: views made here (``make_views=True``) for
     :class:`Stmt2Sender`, plain values (``make_views=False``) for
-    :class:`Stmt2ProcessSender` (alone or in a :class:`Stmt2SenderPool`). A lone sender
+    :class:`Stmt2ProcessSender` (alone or in a :class:`SenderPool`). A lone sender
     is kept as a pool of one, which sends in the calling thread.
     """
 
     name: Final = "stmt2"
 
-    def __init__(self, builder: BindBuilder, sender: BindSender | Stmt2SenderPool) -> None:
+    def __init__(self, builder: BindBuilder, sender: BindSender | SenderPool) -> None:
         self._builder = builder
-        self._sender = sender if isinstance(sender, Stmt2SenderPool) else Stmt2SenderPool([sender])
+        self._sender = sender if isinstance(sender, SenderPool) else SenderPool([sender])
 
     @classmethod
     def of(cls, options: TDengineOptions) -> Stmt2Path:
@@ -136,7 +188,7 @@ class Stmt2Path:
         sent from ``options.senders`` child processes when ``options.stmt2_process``."""
         settings = (options.url, options.user, options.password, options.database)
         if options.stmt2_process:
-            sender: BindSender | Stmt2SenderPool = Stmt2SenderPool(
+            sender: BindSender | SenderPool = SenderPool(
                 [
                     Stmt2ProcessSender(*settings, timeout_s=options.request_timeout_s)
                     for _ in range(options.senders)
@@ -172,4 +224,4 @@ def open_write_path(options: TDengineOptions, transport: Transport) -> SqlPath |
     """The path ``options.write_api`` names; ``sql`` goes over ``transport``."""
     if options.write_api == "stmt2":
         return Stmt2Path.of(options)
-    return SqlPath(transport, options.database, options.max_statement_bytes)
+    return SqlPath.of(options, transport)

@@ -41,9 +41,9 @@ from worker.tdengine.errors import (
 )
 from worker.tdengine.options import TDengineOptions
 from worker.tdengine.retry import Retrier, hex_code
+from worker.tdengine.sender_pool import SendOutcome
 from worker.tdengine.sql import RowKey, check_events
 from worker.tdengine.startup import SchemaReport, ensure_schema
-from worker.tdengine.stmt2_pool import SendOutcome
 from worker.tdengine.transport import QueryResult, Transport, open_transport
 from worker.tdengine.write_paths import WritePath, WriteRequest, open_write_path
 
@@ -399,7 +399,9 @@ def init_database(options: TDengineOptions) -> str:
     :meth:`TDengineWriter.ensure_schema`.
     """
     transport = open_transport(options)
+    writer = TDengineWriter(transport, options)
     try:
-        return TDengineWriter(transport, options).ensure_schema().summary()
+        return writer.ensure_schema().summary()
     finally:
+        writer.close()
         transport.close()

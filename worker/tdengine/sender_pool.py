@@ -1,11 +1,15 @@
-"""Several stmt2 senders side by side, so one request's views overlap another's wait.
+"""Several senders side by side, so one request's work overlaps another's wait.
 
-A child-process sender (:class:`~worker.tdengine.stmt2_process.Stmt2ProcessSender`)
-handles one request at a time: it makes the request's bind views, holding its GIL,
-then waits for the server. :class:`Stmt2SenderPool` keeps ``N`` of them and, for
-:meth:`~Stmt2SenderPool.execute_all`, hands a batch's requests to whichever is free,
-from ``N`` threads that each wait on a child's pipe with the GIL released. While one
-child makes views, another's request is on the server.
+A sender carries one request at a time. :class:`SenderPool` keeps ``N`` of them and,
+for :meth:`~SenderPool.execute_all`, hands a batch's requests to whichever is free,
+from ``N`` threads that wait with the GIL released:
+
+* stmt2: a child-process sender
+  (:class:`~worker.tdengine.stmt2_process.Stmt2ProcessSender`) makes a request's bind
+  views, holding its own GIL, then waits for the server; while one child makes views,
+  another's request is on the server;
+* SQL over REST: a transport (one keep-alive connection each) posts an INSERT and
+  waits; the server works on several statements at once.
 
 Each request gets its own outcome (:class:`SendOutcome`): the affected-row count, or
 the classified :class:`~worker.tdengine.errors.StoreError` it raised. The pool never
@@ -24,14 +28,15 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from worker.tdengine.errors import StoreError, TransientStoreError
 
-__all__ = ("PooledSender", "SendOutcome", "Stmt2SenderPool", "outcome_of")
+__all__ = ("PooledSender", "SendOutcome", "SenderPool", "outcome_of")
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
 class PooledSender(Protocol):
-    """What the pool needs of a sender (:class:`Stmt2ProcessSender` has it)."""
+    """What the pool needs of a sender: a stmt2 child-process sender, or a SQL transport
+    (:class:`~worker.tdengine.write_paths.StatementSender`)."""
 
     def open(self) -> None: ...
     def execute(self, request: Any) -> int: ...
@@ -39,7 +44,7 @@ class PooledSender(Protocol):
 
 
 class SendOutcome(NamedTuple):
-    """How one request of :meth:`Stmt2SenderPool.execute_all` ended.
+    """How one request of :meth:`SenderPool.execute_all` ended.
 
     Attributes
     ----------
@@ -57,12 +62,12 @@ class SendOutcome(NamedTuple):
 
 
 def _closed() -> TransientStoreError:
-    """The error of a request :meth:`Stmt2SenderPool.close` cancelled before it started."""
-    return TransientStoreError("TDengine stmt2 sender pool closed before the request was sent")
+    """The error of a request :meth:`SenderPool.close` cancelled before it started."""
+    return TransientStoreError("TDengine sender pool closed before the request was sent")
 
 
-class Stmt2SenderPool:
-    """Sends stmt2 requests through several senders at once.
+class SenderPool:
+    """Sends requests through several senders at once.
 
     Parameters
     ----------
@@ -80,7 +85,7 @@ class Stmt2SenderPool:
         self._threads: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
-        return f"Stmt2SenderPool({list(self._senders)!r})"
+        return f"SenderPool({list(self._senders)!r})"
 
     @property
     def size(self) -> int:
@@ -152,7 +157,7 @@ class Stmt2SenderPool:
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._threads is None:
-            self._threads = ThreadPoolExecutor(self.size, thread_name_prefix="stmt2-sender")
+            self._threads = ThreadPoolExecutor(self.size, thread_name_prefix="tdengine-sender")
         return self._threads
 
     def _one(self, request: Any) -> SendOutcome:

@@ -27,9 +27,9 @@ from worker.tdengine.errors import (
     TransientStoreError,
 )
 from worker.tdengine.options import DEFAULT_STMT2_SENDERS, MAX_STMT2_SENDERS, TDengineOptions
+from worker.tdengine.sender_pool import SenderPool, SendOutcome
 from worker.tdengine.sql import InsertStatement
 from worker.tdengine.stmt2 import BindBuilder
-from worker.tdengine.stmt2_pool import SendOutcome, Stmt2SenderPool
 from worker.tdengine.stmt2_process import Stmt2ProcessSender
 from worker.tdengine.write_paths import SqlPath, Stmt2Path
 from worker.tdengine.writer import TDengineWriter
@@ -78,7 +78,7 @@ class FakeSender:
 def test_requests_go_out_side_by_side_and_outcomes_keep_their_order() -> None:
     barrier = threading.Barrier(2)  # passes only with two requests in flight at once
     senders = [FakeSender(barrier), FakeSender(barrier)]
-    pool = Stmt2SenderPool(senders)
+    pool = SenderPool(senders)
     try:
         outcomes = pool.execute_all(["a", "bb", "ccc", "dddd"])
     finally:
@@ -92,7 +92,7 @@ def test_a_store_error_is_its_requests_outcome() -> None:
     refused = PermanentStoreError("refused", code=0x060B)
     lost = TransientStoreError("lost")
     script: dict[str, Exception] = {"b": refused, "d": lost}
-    pool = Stmt2SenderPool([FakeSender(errors=script), FakeSender(errors=script)])
+    pool = SenderPool([FakeSender(errors=script), FakeSender(errors=script)])
     try:
         outcomes = pool.execute_all(["a", "b", "c", "d"])
     finally:
@@ -110,7 +110,7 @@ def test_any_other_error_is_raised_once_every_request_has_ended() -> None:
     barrier = threading.Barrier(2)
     script: dict[str, Exception] = {"a": ValueError("bug")}
     senders = [FakeSender(barrier, script, ended), FakeSender(barrier, script, ended)]
-    pool = Stmt2SenderPool(senders)
+    pool = SenderPool(senders)
     try:
         with pytest.raises(ValueError, match="bug"):
             pool.execute_all(["a", "b"])
@@ -122,12 +122,12 @@ def test_any_other_error_is_raised_once_every_request_has_ended() -> None:
 def test_one_sender_or_one_request_runs_in_the_calling_thread() -> None:
     me = threading.current_thread().name
     single = FakeSender()
-    assert Stmt2SenderPool([single]).execute_all(["a", "b"]) == [
+    assert SenderPool([single]).execute_all(["a", "b"]) == [
         SendOutcome(1, None, pytest.approx(0, abs=60)),  # type: ignore[arg-type]
         SendOutcome(1, None, pytest.approx(0, abs=60)),  # type: ignore[arg-type]
     ]
     pair = [FakeSender(), FakeSender()]
-    pool = Stmt2SenderPool(pair)
+    pool = SenderPool(pair)
     assert [o.affected for o in pool.execute_all(["abc"])] == [3]
     assert pool.execute("ab") == 2
     assert single.threads == {me} and set().union(*(s.threads for s in pair)) == {me}
@@ -136,10 +136,10 @@ def test_one_sender_or_one_request_runs_in_the_calling_thread() -> None:
 def test_open_opens_every_sender_side_by_side_and_raises_a_failure() -> None:
     barrier = threading.Barrier(2)
     senders = [FakeSender(barrier), FakeSender(barrier)]
-    Stmt2SenderPool(senders).open()
+    SenderPool(senders).open()
     assert [s.opened for s in senders] == [1, 1]
     refused = FatalStoreError("authentication failure")
-    failing = Stmt2SenderPool([FakeSender(), FakeSender(errors={"open": refused})])
+    failing = SenderPool([FakeSender(), FakeSender(errors={"open": refused})])
     with pytest.raises(FatalStoreError, match="authentication"):
         failing.open()
 
@@ -167,7 +167,7 @@ class HeldSender(FakeSender):
 def test_close_cancels_the_requests_not_started() -> None:
     busy = threading.Semaphore(0)
     senders = [HeldSender(busy), HeldSender(busy)]
-    pool = Stmt2SenderPool(senders)
+    pool = SenderPool(senders)
     outcomes: list[SendOutcome] = []
     sending = threading.Thread(target=lambda: outcomes.extend(pool.execute_all(list("abcd"))))
     sending.start()
@@ -177,14 +177,14 @@ def test_close_cancels_the_requests_not_started() -> None:
     assert not sending.is_alive()
     errors = [str(o.error) for o in outcomes]
     assert errors.count("child killed") == 2
-    assert errors.count("TDengine stmt2 sender pool closed before the request was sent") == 2
+    assert errors.count("TDengine sender pool closed before the request was sent") == 2
     assert all(isinstance(o.error, TransientStoreError) for o in outcomes)
     assert sorted(request for s in senders for request in s.ended) == ["a", "b"]
 
 
 def test_a_pool_needs_a_sender() -> None:
     with pytest.raises(ValueError, match="at least one sender"):
-        Stmt2SenderPool([])
+        SenderPool([])
 
 
 # ------------------------------------------------------------------ options
@@ -229,7 +229,7 @@ class CountingTransport(NoTransport):
 class ScriptedParallelPath(SqlPath):
     """SQL path claiming two senders: ``send_all`` answers scripted first attempts."""
 
-    parallel_sends = 2  # type: ignore[misc]
+    parallel_sends = 2
 
     def __init__(self, transport: CountingTransport, first_errors: dict[int, StoreError]) -> None:
         super().__init__(transport, "ledger", max_statement_bytes=4_096)
@@ -311,19 +311,19 @@ def test_a_fatal_first_attempt_stops_the_write() -> None:
 
 
 @pytest.fixture
-def pools() -> Iterator[list[Stmt2SenderPool]]:
-    made: list[Stmt2SenderPool] = []
+def pools() -> Iterator[list[SenderPool]]:
+    made: list[SenderPool] = []
     yield made
     for pool in made:
         pool.close()
 
 
 def pooled_writer(
-    pools: list[Stmt2SenderPool], observer: Any = None, retry_s: float = 0.0, **fake: Any
+    pools: list[SenderPool], observer: Any = None, retry_s: float = 0.0, **fake: Any
 ) -> TDengineWriter:
     options = TDengineOptions(url=URL, password=SECRET, retry_max_elapsed_s=retry_s)
     factory = functools.partial(ChildFake, **fake)
-    pool = Stmt2SenderPool(
+    pool = SenderPool(
         [
             Stmt2ProcessSender(URL, "root", SECRET, "ledger", timeout_s=20.0, taosws=factory)
             for _ in range(2)
@@ -334,7 +334,7 @@ def pooled_writer(
     return TDengineWriter(NoTransport(), options, observer, path=path, sleep=lambda _: None)
 
 
-def test_two_children_isolate_a_refused_message(pools: list[Stmt2SenderPool]) -> None:
+def test_two_children_isolate_a_refused_message(pools: list[SenderPool]) -> None:
     refusal = "[0x060B] Internal error: `Timestamp data out of range`"
     writer = pooled_writer(pools, refused_tables={"u105_a1": refusal})
     result = writer.write(groups(8))
@@ -344,13 +344,13 @@ def test_two_children_isolate_a_refused_message(pools: list[Stmt2SenderPool]) ->
     assert len(children) == 2 and None not in children
 
 
-def test_two_children_report_each_short_affected_count(pools: list[Stmt2SenderPool]) -> None:
+def test_two_children_report_each_short_affected_count(pools: list[SenderPool]) -> None:
     observer = Mismatches()
     pooled_writer(pools, observer, affected_delta=-1).write(groups(6))
     assert observer.seen == [(8, 7), (8, 7), (8, 7)]
 
 
-def test_a_crashed_child_is_retried_alone(pools: list[Stmt2SenderPool], tmp_path: Path) -> None:
+def test_a_crashed_child_is_retried_alone(pools: list[SenderPool], tmp_path: Path) -> None:
     observer = Retries()
     writer = pooled_writer(pools, observer, retry_s=60.0, crash_once=str(tmp_path / "crashed"))
     assert writer.write(groups(8)).rows_written == 32
