@@ -18,9 +18,11 @@ once. Then, per write path (the worker's ``tdengine.write_api``: ``sql`` over RE
 
 Each measurement runs in a fresh process. The report gives rows/s of both, their ratio
 per path, the worker's best path against the best ceiling, and the worker's peak RSS
-(with its stmt2 child's). A second table says where the machine's CPU went in each
-timed interval (:mod:`bench.cpu_use`): per 1,000 rows, the measured process, its
-children, a local server, a local broker and the rest, and how many cores were busy.
+(with its stmt2 child's). A second table gives the worker alone against each ceiling.
+A third says where the machine's CPU went in each timed interval
+(:mod:`bench.cpu_use`): per 1,000 rows, the measured process, its children, a local
+server, a local broker and the rest, how many cores were busy or stolen, and the ratio
+the machine's cores allow at the worker's CPU per row.
 Every measurement is a
 JSON line in ``--out``. Needs a real TDengine (``TDENGINE_URL``) and uses a local Kafka
 broker (or ``KAFKA_BOOTSTRAP``).
