@@ -8,12 +8,15 @@ to pass), never with timing.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
 from tests.unit.test_tdengine_writer import FAST, FakeTransport, trade_groups
+from worker.ops.config import load_settings
+from worker.ops.config_errors import ConfigErrors
 from worker.tdengine import sink, write_paths
 from worker.tdengine.errors import (
     FatalStoreError,
@@ -248,3 +251,17 @@ def test_a_sink_that_cannot_start_closes_every_connection(monkeypatch: pytest.Mo
         TDengineSink.connect(options)
     assert len(extra) == 2 and all(connection.closed for connection in extra)
     assert closed == ["sink's own"]
+
+
+def test_a_refused_sql_senders_names_its_environment_variable() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "config.toml"
+    environ = {
+        "BALANCE_SINK_TDENGINE__SQL_SENDERS": "2",
+        "BALANCE_SINK_TDENGINE__URL": "ws://db:6041",
+    }
+    with pytest.raises(
+        ConfigErrors, match=r"BALANCE_SINK_TDENGINE__SQL_SENDERS=2: tdengine\.sql_senders"
+    ):
+        load_settings(example, environ)
+    loaded = load_settings(example, {"BALANCE_SINK_TDENGINE__SQL_SENDERS": "3"})
+    assert loaded.tdengine.sql_sender_count == 3

@@ -186,39 +186,31 @@ class TDengineOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
                 raise OptionsError(f"tdengine.{name}", "must be a finite number >= 0")
 
     def _check_senders(self) -> None:
-        self._check_stmt2_senders()
-        self._check_sql_senders()
-
-    def _check_stmt2_senders(self) -> None:
-        senders = self.stmt2_senders
-        if senders is None:
-            return
-        if type(senders) is not int or not 1 <= senders <= MAX_STMT2_SENDERS:
-            raise OptionsError(
-                "tdengine.stmt2_senders",
-                f"must be an int in 1..{MAX_STMT2_SENDERS}, got {senders!r}",
-            )
-        if senders > 1 and not self.stmt2_process:
-            raise OptionsError(
-                "tdengine.stmt2_senders",
-                f"is {senders}, but more than 1 needs tdengine.stmt2_process = true "
-                "(in the worker's process taos-ws-py sends one request at a time)",
-            )
-
-    def _check_sql_senders(self) -> None:
-        senders = self.sql_senders
-        if senders is None:
-            return
-        if type(senders) is not int or not 1 <= senders <= MAX_SQL_SENDERS:
-            raise OptionsError(
-                "tdengine.sql_senders", f"must be an int in 1..{MAX_SQL_SENDERS}, got {senders!r}"
-            )
-        if senders > 1 and self.scheme not in ("http", "https"):
-            raise OptionsError(
-                "tdengine.sql_senders",
-                f"is {senders}, but more than 1 needs an http(s) tdengine.url (WebSocket SQL "
-                "holds the GIL while it waits, so its statements cannot overlap)",
-            )
+        """``stmt2_senders`` and ``sql_senders``: in range, and more than 1 only where
+        requests can overlap."""
+        overlap = {
+            "stmt2_senders": None
+            if self.stmt2_process
+            else "tdengine.stmt2_process = true (in the worker's process taos-ws-py sends "
+            "one request at a time)",
+            "sql_senders": None
+            if self.scheme in ("http", "https")
+            else "an http(s) tdengine.url (WebSocket SQL holds the GIL while it waits, so "
+            "its statements cannot overlap)",
+        }
+        limits = {"stmt2_senders": MAX_STMT2_SENDERS, "sql_senders": MAX_SQL_SENDERS}
+        for name, needs in overlap.items():
+            senders = getattr(self, name)
+            if senders is None:
+                continue
+            if type(senders) is not int or not 1 <= senders <= limits[name]:
+                raise OptionsError(
+                    f"tdengine.{name}", f"must be an int in 1..{limits[name]}, got {senders!r}"
+                )
+            if senders > 1 and needs is not None:
+                raise OptionsError(
+                    f"tdengine.{name}", f"is {senders}, but more than 1 needs {needs}"
+                )
 
     @property
     def senders(self) -> int:
