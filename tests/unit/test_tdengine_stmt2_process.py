@@ -389,11 +389,11 @@ def test_the_process_sender_is_the_default_for_stmt2() -> None:
     options = TDengineOptions(url=URL, password="taosdata", write_api="stmt2")
     assert options.stmt2_process is True
     path = Stmt2Path.of(options)
-    assert isinstance(path._sender, SenderPool)
+    assert isinstance(path._senders, SenderPool)
     assert path.parallel_sends == options.senders == DEFAULT_STMT2_SENDERS
-    assert all(isinstance(s, Stmt2ProcessSender) for s in path._sender.senders)
+    assert all(isinstance(s, Stmt2ProcessSender) for s in path._senders.senders)
     inline = Stmt2Path.of(msgspec.structs.replace(options, stmt2_process=False))
-    (alone,) = inline._sender.senders  # a pool of one, sending in the calling thread
+    (alone,) = inline._senders.senders  # a pool of one, sending in the calling thread
     assert isinstance(alone, Stmt2Sender)
     assert inline.parallel_sends == 1
     with pytest.raises(OptionsError, match=r"tdengine\.stmt2_process"):

@@ -21,8 +21,8 @@ Both keep their senders in a :class:`~worker.tdengine.sender_pool.SenderPool`, a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Final, Protocol, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final, Generic, Protocol, TypeVar
 
 from worker.core.events import BalanceEvent
 from worker.tdengine.options import WRITE_APIS, TDengineOptions, WriteApi
@@ -94,6 +94,35 @@ class BindSender(Protocol):
     def close(self) -> None: ...
 
 
+class _PooledPath(Generic[_R]):
+    """Requests from ``build`` sent through a :class:`SenderPool` (both paths are one)."""
+
+    def __init__(
+        self, build: Callable[[Iterable[BalanceEvent]], list[_R]], senders: SenderPool
+    ) -> None:
+        self._build = build
+        self._senders = senders
+
+    def build(self, events: Iterable[BalanceEvent]) -> list[_R]:
+        return self._build(events)
+
+    def open(self) -> None:
+        self._senders.open()
+
+    def send(self, request: _R) -> int:
+        return self._senders.execute(request)
+
+    @property
+    def parallel_sends(self) -> int:
+        return self._senders.size
+
+    def send_all(self, requests: Sequence[_R]) -> list[SendOutcome]:
+        return self._senders.execute_all(requests)
+
+    def close(self) -> None:
+        self._senders.close()
+
+
 class StatementSender:
     """A transport as a pooled sender of INSERT statements; closes it only if ``owned``."""
 
@@ -115,7 +144,7 @@ class StatementSender:
             self._transport.close()
 
 
-class SqlPath:
+class SqlPath(_PooledPath[InsertStatement]):
     """INSERT statements over the caller's transport (which the caller closes) and, to
     send a batch's statements side by side, ``extra`` transports of its own (closed by
     :meth:`close`)."""
@@ -129,12 +158,14 @@ class SqlPath:
         max_statement_bytes: int,
         extra: Sequence[Transport] = (),
     ) -> None:
-        self._builder = InsertBuilder(database, max_statement_bytes=max_statement_bytes)
-        self._senders = SenderPool(
-            [
-                StatementSender(transport, owned=False),
-                *(StatementSender(other, owned=True) for other in extra),
-            ]
+        super().__init__(
+            InsertBuilder(database, max_statement_bytes=max_statement_bytes).build,
+            SenderPool(
+                [
+                    StatementSender(transport, owned=False),
+                    *(StatementSender(other, owned=True) for other in extra),
+                ]
+            ),
         )
 
     @classmethod
@@ -147,27 +178,11 @@ class SqlPath:
             extra = [open_transport(options) for _ in range(options.sql_sender_count - 1)]
         return cls(transport, options.database, options.max_statement_bytes, extra)
 
-    def build(self, events: Iterable[BalanceEvent]) -> list[InsertStatement]:
-        return self._builder.build(events)
-
     def open(self) -> None:
         pass  # the transport is opened (and the schema checked) by the writer
 
-    def send(self, request: InsertStatement) -> int:
-        return self._senders.execute(request)
 
-    @property
-    def parallel_sends(self) -> int:
-        return self._senders.size
-
-    def send_all(self, requests: Sequence[InsertStatement]) -> list[SendOutcome]:
-        return self._senders.execute_all(requests)
-
-    def close(self) -> None:
-        self._senders.close()
-
-
-class Stmt2Path:
+class Stmt2Path(_PooledPath[BindRequest]):
     """stmt2 binding over its own WebSocket connection (opened on first use).
 
     The builder must match the sender: views made here (``make_views=True``) for
@@ -179,8 +194,9 @@ class Stmt2Path:
     name: Final = "stmt2"
 
     def __init__(self, builder: BindBuilder, sender: BindSender | SenderPool) -> None:
-        self._builder = builder
-        self._sender = sender if isinstance(sender, SenderPool) else SenderPool([sender])
+        super().__init__(
+            builder.build, sender if isinstance(sender, SenderPool) else SenderPool([sender])
+        )
 
     @classmethod
     def of(cls, options: TDengineOptions) -> Stmt2Path:
@@ -199,25 +215,6 @@ class Stmt2Path:
             sender = Stmt2Sender(*settings)
             builder = BindBuilder(max_rows=options.bind_max_rows)
         return cls(builder, sender)
-
-    def build(self, events: Iterable[BalanceEvent]) -> list[BindRequest]:
-        return self._builder.build(events)
-
-    def open(self) -> None:
-        self._sender.open()
-
-    def send(self, request: BindRequest) -> int:
-        return self._sender.execute(request)
-
-    @property
-    def parallel_sends(self) -> int:
-        return self._sender.size
-
-    def send_all(self, requests: Sequence[BindRequest]) -> list[SendOutcome]:
-        return self._sender.execute_all(requests)
-
-    def close(self) -> None:
-        self._sender.close()
 
 
 def open_write_path(options: TDengineOptions, transport: Transport) -> SqlPath | Stmt2Path:

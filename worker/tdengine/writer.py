@@ -17,8 +17,8 @@ batch, can be re-sent safely.
   rejected group may have been stored (they are correct rows; only the group as a
   whole is incomplete).
 * Fatal errors are raised at once and never retried.
-* A path with several senders (stmt2 from child processes) sends every statement's
-  first attempt side by side; each statement whose first attempt failed then goes
+* A path with several senders (REST connections, or stmt2 child processes) sends every
+  statement's first attempt side by side; each statement whose first attempt failed then goes
   through the rules above alone, so the outcome is that of statements sent one by one.
 """
 
